@@ -1,0 +1,5 @@
+import sys
+
+from dataplat.cli import main
+
+sys.exit(main())

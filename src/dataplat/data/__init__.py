@@ -1,0 +1,1 @@
+"""The deterministic synthetic bank: schema, generator, loaders."""

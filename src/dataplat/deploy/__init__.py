@@ -1,0 +1,1 @@
+"""Deploy: the ansible-runner driver, pid-file daemons, secrets."""

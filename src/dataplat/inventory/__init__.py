@@ -1,0 +1,1 @@
+"""The inventory: model, schema, host facts, placement."""

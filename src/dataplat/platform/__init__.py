@@ -1,0 +1,1 @@
+"""Clients for the platform's components: warehouse, stream, lake, metrics."""
