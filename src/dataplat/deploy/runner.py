@@ -19,6 +19,8 @@ from typing import Any
 
 from dataplat.config import ROLES_DIR
 
+FAILURE_EVENTS = ("runner_on_failed", "runner_on_unreachable", "runner_item_on_failed")
+
 EventHandler = Callable[[dict[str, Any]], None]
 
 
@@ -70,28 +72,43 @@ def new_ident(prefix: str) -> str:
 def _collect(ident: str, private: Path, runner: Any) -> RunResult:
     stats: dict[str, HostStats] = {}
     raw = runner.stats or {}
-    for key, attr in (("ok", "ok"), ("changed", "changed"), ("failures", "failures"),
-                      ("dark", "unreachable"), ("skipped", "skipped")):
+    for key, attr in (
+        ("ok", "ok"),
+        ("changed", "changed"),
+        ("failures", "failures"),
+        ("dark", "unreachable"),
+        ("skipped", "skipped"),
+    ):
         for host, count in (raw.get(key) or {}).items():
             setattr(stats.setdefault(host, HostStats()), attr, count)
     failures = []
     facts: dict[str, dict[str, Any]] = {}
     for ev in runner.events:
         data = ev.get("event_data", {})
-        if ev.get("event") in ("runner_on_failed", "runner_on_unreachable") and not data.get("ignore_errors"):
+        if ev.get("event") in FAILURE_EVENTS and not data.get("ignore_errors"):
             res = data.get("res", {})
-            failures.append({
-                "host": data.get("host"),
-                "task": data.get("task"),
-                "msg": res.get("msg") or res.get("stderr") or res.get("reason") or "",
-            })
+            if res.get("results"):  # a loop: its items said what failed
+                continue
+            failures.append(
+                {
+                    "host": data.get("host"),
+                    "task": data.get("task"),
+                    "msg": res.get("msg") or res.get("stderr") or res.get("reason") or "",
+                }
+            )
         if ev.get("event") == "runner_on_ok":
             res = data.get("res", {})
             if "dataplat_facts" in res.get("ansible_facts", {}):
                 facts[data.get("host")] = res["ansible_facts"]["dataplat_facts"]
-    return RunResult(ident=ident, rc=int(runner.rc), status=str(runner.status),
-                     artifacts_dir=private / "artifacts" / ident, stats=stats,
-                     failures=failures, facts=facts)
+    return RunResult(
+        ident=ident,
+        rc=int(runner.rc),
+        status=str(runner.status),
+        artifacts_dir=private / "artifacts" / ident,
+        stats=stats,
+        failures=failures,
+        facts=facts,
+    )
 
 
 def run_playbook(
