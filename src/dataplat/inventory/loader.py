@@ -177,6 +177,7 @@ class _Builder:
         self.groups: dict[str, _Group] = {"all": _Group("all")}
         self.host_layers: dict[str, list[tuple[Mapping[str, Any], tuple[PathElem, ...]]]] = {}
         self.host_order: list[str] = []
+        self.host_paths: dict[str, tuple[PathElem, ...]] = {}
         for key, node in tree.items():
             key = str(key)
             if key == "all":
@@ -202,6 +203,7 @@ class _Builder:
                     if hname not in self.host_layers:
                         self.host_layers[hname] = []
                         self.host_order.append(hname)
+                        self.host_paths[hname] = (*path, "hosts", str(raw_name))
                     if isinstance(hvars, Mapping):
                         self.host_layers[hname].append((hvars, (*path, "hosts", str(raw_name))))
         gvars = node.get("vars")
@@ -347,6 +349,7 @@ def validate_inventory(path: str | os.PathLike[str]) -> tuple[Inventory | None, 
         path=Path(path), hosts=hosts, groups=groups, all_vars=all_vars,
         var_sources=var_sources, trees={file: tree, **default_trees},
         group_sources={g: (file, grp.definitions[0]) for g, grp in builder.groups.items() if grp.definitions},
+        host_sources={h: (file, p) for h, p in builder.host_paths.items()},
     )
     problems.extend(_check_hosts(inventory))
     result_plan = _plan(inventory)

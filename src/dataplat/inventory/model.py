@@ -176,6 +176,8 @@ class Inventory:
     """file -> parsed ruamel tree, to locate values inside variables."""
     group_sources: dict[str, tuple[str, tuple[PathElem, ...]]] = field(default_factory=dict)
     """group -> (file, path) of its first definition."""
+    host_sources: dict[str, tuple[str, tuple[PathElem, ...]]] = field(default_factory=dict)
+    """host -> (file, path) of its first appearance."""
 
     def var(self, host: str, name: str, default: Any = None) -> Any:
         """The effective value of variable ``name`` for ``host`` (``default`` when unset)."""
@@ -209,6 +211,15 @@ class Inventory:
         source = self.group_sources.get(group)
         if source is None:
             return Origin(str(self.path), 1, 1, group)
+        file, path = source
+        line, col = position(self.trees.get(file), path)
+        return Origin(file, line, col, dotted(path))
+
+    def host_origin(self, host: str) -> Origin:
+        """Where ``host`` first appears in the inventory."""
+        source = self.host_sources.get(host)
+        if source is None:
+            return Origin(str(self.path), 1, 1, host)
         file, path = source
         line, col = position(self.trees.get(file), path)
         return Origin(file, line, col, dotted(path))
