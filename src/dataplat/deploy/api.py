@@ -20,6 +20,11 @@ from dataplat.errors import DeployError, InventoryError
 from dataplat.platform import endpoints
 
 
+DEPLOYED_COMPONENTS = frozenset({"warehouse", "warehouse-witness", "stream", "lake", "metrics"})
+"""Components roles/site.yml deploys; the plan's other instances (serving pools, the
+decision service, load generators) are placed and checked but not yet deployed."""
+
+
 @dataclass
 class DeployResult:
     """A finished ``up`` or ``down``."""
@@ -118,6 +123,7 @@ def up(
     """Bring the platform up (or repair it); a second run on a healthy platform changes nothing."""
     _, plan, home, settings = prepare(inventory_path, home_flag)
     plan_dict = plan.to_dict()
+    plan_dict["instances"] = [i for i in plan_dict["instances"] if i["component"] in DEPLOYED_COMPONENTS]
     return apply(inventory_path, home, plan_dict, settings, on_event)
 
 

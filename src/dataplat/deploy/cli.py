@@ -91,7 +91,7 @@ def cmd_down(args: argparse.Namespace) -> int:
         print(json.dumps(result.to_dict(), indent=2))
     else:
         what = "stopped and purged" if args.purge and result.ok else "stopped" if result.ok else "failed"
-        console.print(f"{what}: {result.run.changed} process(es) stopped in {result.seconds:.1f} s")
+        console.print(f"{what} in {result.seconds:.1f} s; events in {result.run.artifacts_dir}")
     return 0 if result.ok else 1
 
 

@@ -142,6 +142,7 @@ def run_playbook(
         "ANSIBLE_LIBRARY": str(ROLES_DIR / "library"),
         "ANSIBLE_MODULE_UTILS": str(ROLES_DIR / "module_utils"),
         "ANSIBLE_FORCE_COLOR": "0",
+        "ANSIBLE_PIPELINING": "1",
         "ANSIBLE_NOCOLOR": "1",
         "ANSIBLE_RETRY_FILES_ENABLED": "0",
         "ANSIBLE_HOST_KEY_CHECKING": "0",

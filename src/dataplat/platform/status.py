@@ -96,10 +96,6 @@ def _probe(platform: Platform, inst: dict[str, Any]) -> ComponentStatus:
         except Exception as exc:  # noqa: BLE001 - any failure to open the catalog is ill health
             st.health, st.detail = "unhealthy", f"catalog: {exc}"
         return st
-    if comp in ("serving", "decision", "loadgen"):
-        st.health, st.detail = ("healthy", "") if not ports else ("stopped", "not deployed yet")
-        if not ports or not state.running:
-            return st
     if not state.running:
         st.detail = "not running"
         return st

@@ -1,0 +1,228 @@
+"""The embedded platform, for real: Patroni-managed PostgreSQL primary + sync standby,
+nats-server with JetStream, the Iceberg lake and the exporter, deployed by Ansible.
+
+Tests in this module run in order against one platform (session fixture); the
+failover test comes last but one, `down` last.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from dataplat.cli import main
+from dataplat.platform import endpoints
+from helpers import wait_for
+
+pytestmark = pytest.mark.platform
+
+
+def status_json(home: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, dict]:
+    capsys.readouterr()
+    rc = main(["status", "--home", str(home), "--json"])
+    return rc, json.loads(capsys.readouterr().out)
+
+
+def test_first_up_changed_things_and_kept_every_event(platform):
+    run = platform.first_up.run
+    assert run.ok and run.changed > 0
+    events = run.events()
+    assert events[0]["event"] == "playbook_on_start"
+    assert any(e["event"] == "playbook_on_stats" for e in events)
+    assert run.artifacts_dir.is_relative_to(platform.home / "runs")
+    # secrets are never written into the events
+    secrets = [p.read_text().split()[0] for p in (platform.home / "secrets").glob("warehouse-*")]
+    dump = (run.artifacts_dir / "stdout").read_text() + json.dumps(events)
+    assert secrets and not any(s in dump for s in secrets)
+
+
+def test_status_reports_every_component_healthy(platform, capsys):
+    rc, doc = status_json(platform.home, capsys)
+    assert rc == 0, doc
+    names = {c["name"]: c for c in doc["components"]}
+    for name in ("pg0", "pg1", "witness", "nats0", "lake", "metrics-localhost"):
+        assert names[name]["health"] == "healthy", names[name]
+    for name in ("pg0", "pg1", "witness", "nats0", "metrics-localhost"):
+        assert isinstance(names[name]["pid"], int)
+    wh = doc["warehouse"]
+    members = {m["name"]: m for m in wh["members"]}
+    leader = wh["leader"]
+    assert leader in members and members[leader]["role"] == "leader"
+    standby = next(m for n, m in members.items() if n != leader)
+    assert standby["role"] == "sync_standby" and standby["state"] == "streaming"
+    assert standby["sync_state"] == "sync"
+    assert standby["timeline"] == members[leader]["timeline"] >= 1
+    assert "target_session_attrs=read-write" in wh["cluster_conninfo"]
+    assert stat.S_IMODE(os.stat(wh["pgpass"]).st_mode) == 0o600
+    assert {s["name"] for s in doc["stream"]["streams"]} == {"EVENTS", "DECISIONS"}
+
+
+def test_psql_connects_with_the_printed_conninfo_alone(platform, capsys):
+    import pgserver
+
+    _, doc = status_json(platform.home, capsys)
+    psql = Path(pgserver.__file__).parent / "pginstall" / "bin" / "psql"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    out = subprocess.run([str(psql), doc["warehouse"]["cluster_conninfo"], "-Atc",
+                          "SELECT current_user, pg_is_in_recovery()"],
+                         capture_output=True, text=True, env=env, timeout=30, check=True)
+    assert out.stdout.strip() == "dataplat_admin|f"
+
+
+def test_committed_row_is_on_the_standby(platform, capsys):
+    _, doc = status_json(platform.home, capsys)
+    wh = doc["warehouse"]
+    standby = next(m for m in wh["members"] if m["name"] != wh["leader"])
+    with psycopg.connect(wh["cluster_conninfo"], autocommit=True) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS public.t_sync (id int PRIMARY KEY, v text)")
+        conn.execute("INSERT INTO public.t_sync VALUES (1, 'committed') ON CONFLICT (id) DO NOTHING")
+    with psycopg.connect(standby["conninfo"], autocommit=True) as conn:
+        assert conn.execute("SELECT pg_is_in_recovery()").fetchone()[0] is True
+        got = wait_for(lambda: conn.execute("SELECT v FROM public.t_sync WHERE id = 1").fetchone(),
+                       10, "the row on the standby")
+    assert got[0] == "committed"
+
+
+def test_bank_schema_and_roles_exist(platform):
+    with psycopg.connect(endpoints.warehouse_conninfo(platform.home)) as conn:
+        tables = {r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'bank'")}
+        assert {"customers", "accounts", "transactions", "holdings", "products"} <= tables
+    with psycopg.connect(endpoints.warehouse_conninfo(platform.home, role="app")) as conn:
+        conn.execute("SELECT count(*) FROM bank.customers").fetchone()
+    archive = platform.home / "warehouse" / "archive"
+    backup = platform.home / "warehouse" / "backups" / "base-initial"
+    assert (backup / "backup_manifest").exists() and (backup / "base.tar.gz").exists()
+    assert archive.is_dir()
+
+
+def test_jetstream_publish_with_ack_and_read_back(platform):
+    import nats
+
+    servers = endpoints.nats_servers(endpoints.load_platform(platform.home))
+
+    async def roundtrip() -> tuple[int, bytes]:
+        nc = await nats.connect(servers=servers)
+        try:
+            js = nc.jetstream()
+            ack = await js.publish("bank.events.test", b'{"event_id":"t-1"}', headers={"Nats-Msg-Id": "t-1"})
+            msg = await js.get_msg("EVENTS", ack.seq)
+            return ack.seq, msg.data
+        finally:
+            await nc.close()
+
+    seq, data = asyncio.run(roundtrip())
+    assert seq >= 1 and json.loads(data) == {"event_id": "t-1"}
+
+
+def test_lake_tables_readable_through_duckdb(platform):
+    import duckdb
+
+    catalog, ns = endpoints.lake_catalog(platform.home)
+    names = {t[-1] for t in catalog.list_tables(ns)}
+    assert {"customers", "transactions"} <= names
+    arrow = catalog.load_table(f"{ns}.customers").scan().to_arrow()
+    con = duckdb.connect()
+    con.register("customers", arrow)
+    assert con.execute("SELECT count(*) FROM customers").fetchone()[0] == arrow.num_rows
+
+
+def test_exporter_serves_prometheus_metrics(platform):
+    exporter = endpoints.load_platform(platform.home).by_component("metrics")[0]
+    url = f"http://{exporter['address']}:{exporter['ports']['http']}/metrics"
+    body = urllib.request.urlopen(url, timeout=10).read().decode()
+    assert 'dataplat_component_up{component="warehouse"' in body
+    assert "dataplat_warehouse_leader" in body
+    member = endpoints.load_platform(platform.home).by_component("warehouse")[0]
+    patroni = urllib.request.urlopen(f"http://{member['address']}:{member['ports']['rest']}/metrics",
+                                     timeout=10).read().decode()
+    assert "patroni_postgres_running" in patroni
+
+
+def test_second_up_changes_nothing(platform):
+    from dataplat.deploy.api import up
+
+    result = up(platform.inventory)
+    assert result.ok, result.run.failures
+    assert result.run.changed == 0, [
+        e["event_data"]["task"] for e in result.run.events()
+        if e["event"] == "runner_on_ok" and e["event_data"]["res"].get("changed")
+    ]
+
+
+def test_up_repairs_a_killed_component(platform, capsys):
+    from dataplat.deploy.api import up
+    from dataplat.deploy.daemon import read_state
+
+    run_dir = platform.home / "run"
+    before = read_state("nats0", run_dir)
+    assert before.running
+    os.kill(before.pid, signal.SIGKILL)
+    wait_for(lambda: not read_state("nats0", run_dir).running, 10, "nats-server to die")
+    rc, doc = status_json(platform.home, capsys)
+    assert rc == 1 and {c["name"]: c["health"] for c in doc["components"]}["nats0"] == "stopped"
+    result = up(platform.inventory)
+    assert result.ok and result.run.changed >= 1
+    rc, doc = status_json(platform.home, capsys)
+    assert rc == 0, doc
+    # the stream's messages survived the kill (file storage)
+    assert sum(s["messages"] for s in doc["stream"]["streams"] if s["name"] == "EVENTS") >= 1
+
+
+def test_killing_the_primary_postmaster_makes_the_standby_leader(platform, capsys):
+    _, doc = status_json(platform.home, capsys)
+    old_leader = doc["warehouse"]["leader"]
+    pgdata = platform.home / "warehouse" / old_leader / "pgdata"
+    postmaster = int((pgdata / "postmaster.pid").read_text().split()[0])
+    os.kill(postmaster, signal.SIGKILL)
+
+    def new_leader():
+        _, d = status_json(platform.home, capsys)
+        lead = d["warehouse"]["leader"]
+        return lead if lead and lead != old_leader else None
+
+    leader = wait_for(new_leader, 60, "a new leader")
+    with psycopg.connect(endpoints.warehouse_conninfo(platform.home), autocommit=True) as conn:
+        assert conn.execute("SELECT v FROM public.t_sync WHERE id = 1").fetchone()[0] == "committed"
+        conn.execute("INSERT INTO public.t_sync VALUES (2, 'after failover')")
+
+    def old_primary_rejoined():
+        _, d = status_json(platform.home, capsys)
+        m = {x["name"]: x for x in d["warehouse"]["members"]}
+        return m[old_leader]["state"] == "streaming" and m[old_leader]["sync_state"] == "sync"
+
+    wait_for(old_primary_rejoined, 90, "the old primary to rejoin as synchronous standby")
+    _, doc = status_json(platform.home, capsys)
+    assert doc["warehouse"]["leader"] == leader
+    timelines = {m["name"]: m["timeline"] for m in doc["warehouse"]["members"]}
+    assert timelines[leader] == timelines[old_leader] >= 2
+
+
+def test_down_stops_everything_and_keeps_data(platform, capsys):
+    from dataplat.deploy.daemon import port_in_use
+
+    plat = endpoints.load_platform(platform.home)
+    capsys.readouterr()
+    assert main(["down", "--home", str(platform.home), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["ok"] and out["changed"] >= 1
+    for inst in plat.instances:
+        for port in inst["ports"].values():
+            if inst["component"] in ("warehouse", "warehouse-witness", "stream", "metrics"):
+                assert not port_in_use(inst["address"], port), (inst["name"], port)
+    assert (platform.home / "warehouse" / "pg0" / "pgdata").exists()
+    rc, doc = status_json(platform.home, capsys)
+    assert rc == 1 and all(c["health"] in ("stopped", "healthy") for c in doc["components"])
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(pytest.main([__file__, "-v"]))
