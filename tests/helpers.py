@@ -30,7 +30,9 @@ def wait_for(predicate: Callable[[], T], timeout: float, what: str, interval: fl
         except Exception as exc:  # noqa: BLE001 - the condition may throw until it holds
             last_exc = exc
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last error: {last_exc})")
+            raise AssertionError(
+                f"timed out after {timeout:.0f} s waiting for {what} (last error: {last_exc})"
+            )
         time.sleep(interval)
         interval = min(interval * 1.5, 1.0)
 
@@ -59,14 +61,22 @@ def _free(port: int) -> bool:
     return True
 
 
-def write_test_inventory(directory: Path, home: Path, base: int, extra_vars: dict[str, Any] | None = None) -> Path:
+def write_test_inventory(
+    directory: Path, home: Path, base: int, extra_vars: dict[str, Any] | None = None
+) -> Path:
     """inventory/local.yml with every port moved into a free block and the home set."""
     doc = yaml.safe_load(LOCAL_INVENTORY.read_text())
     ports = {
-        "warehouse_pg_port": base, "warehouse_rest_port": base + 2, "warehouse_raft_port": base + 4,
-        "warehouse_witness_raft_port": base + 6, "stream_client_port": base + 7,
-        "stream_monitor_port": base + 8, "stream_cluster_port": base + 9, "metrics_port": base + 10,
-        "serving_port": base + 11, "decision_port": base + 15,
+        "warehouse_pg_port": base,
+        "warehouse_rest_port": base + 2,
+        "warehouse_raft_port": base + 4,
+        "warehouse_witness_raft_port": base + 6,
+        "stream_client_port": base + 7,
+        "stream_monitor_port": base + 8,
+        "stream_cluster_port": base + 9,
+        "metrics_port": base + 10,
+        "serving_port": base + 11,
+        "decision_port": base + 15,
     }
     doc["all"]["vars"].update(ports)
     doc["all"]["vars"]["dataplat_home"] = str(home)

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from helpers import wait_for
 
 from dataplat.cli import main
 from dataplat.platform import endpoints
-from helpers import wait_for
 
 pytestmark = pytest.mark.platform
 
@@ -73,9 +73,14 @@ def test_psql_connects_with_the_printed_conninfo_alone(platform, capsys):
     _, doc = status_json(platform.home, capsys)
     psql = Path(pgserver.__file__).parent / "pginstall" / "bin" / "psql"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
-    out = subprocess.run([str(psql), doc["warehouse"]["cluster_conninfo"], "-Atc",
-                          "SELECT current_user, pg_is_in_recovery()"],
-                         capture_output=True, text=True, env=env, timeout=30, check=True)
+    out = subprocess.run(
+        [str(psql), doc["warehouse"]["cluster_conninfo"], "-Atc", "SELECT current_user, pg_is_in_recovery()"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=30,
+        check=True,
+    )
     assert out.stdout.strip() == "dataplat_admin|f"
 
 
@@ -88,8 +93,11 @@ def test_committed_row_is_on_the_standby(platform, capsys):
         conn.execute("INSERT INTO public.t_sync VALUES (1, 'committed') ON CONFLICT (id) DO NOTHING")
     with psycopg.connect(standby["conninfo"], autocommit=True) as conn:
         assert conn.execute("SELECT pg_is_in_recovery()").fetchone()[0] is True
-        got = wait_for(lambda: conn.execute("SELECT v FROM public.t_sync WHERE id = 1").fetchone(),
-                       10, "the row on the standby")
+        got = wait_for(
+            lambda: conn.execute("SELECT v FROM public.t_sync WHERE id = 1").fetchone(),
+            10,
+            "the row on the standby",
+        )
     assert got[0] == "committed"
 
 
@@ -143,8 +151,11 @@ def test_exporter_serves_prometheus_metrics(platform):
     assert 'dataplat_component_up{component="warehouse"' in body
     assert "dataplat_warehouse_leader" in body
     member = endpoints.load_platform(platform.home).by_component("warehouse")[0]
-    patroni = urllib.request.urlopen(f"http://{member['address']}:{member['ports']['rest']}/metrics",
-                                     timeout=10).read().decode()
+    patroni = (
+        urllib.request.urlopen(f"http://{member['address']}:{member['ports']['rest']}/metrics", timeout=10)
+        .read()
+        .decode()
+    )
     assert "patroni_postgres_running" in patroni
 
 
@@ -154,7 +165,8 @@ def test_second_up_changes_nothing(platform):
     result = up(platform.inventory)
     assert result.ok, result.run.failures
     assert result.run.changed == 0, [
-        e["event_data"]["task"] for e in result.run.events()
+        e["event_data"]["task"]
+        for e in result.run.events()
         if e["event"] == "runner_on_ok" and e["event_data"]["res"].get("changed")
     ]
 

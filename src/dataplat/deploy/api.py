@@ -19,7 +19,6 @@ from dataplat.deploy.runner import EventHandler, RunResult, run_playbook
 from dataplat.errors import DeployError, InventoryError
 from dataplat.platform import endpoints
 
-
 DEPLOYED_COMPONENTS = frozenset({"warehouse", "warehouse-witness", "stream", "lake", "metrics"})
 """Components roles/site.yml deploys; the plan's other instances (serving pools, the
 decision service, load generators) are placed and checked but not yet deployed."""
