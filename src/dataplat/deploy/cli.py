@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+from pathlib import Path
 from typing import Any
 
 from dataplat.config import resolve_home, resolve_inventory
@@ -81,11 +83,26 @@ def cmd_up(args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
+def home_of(args: argparse.Namespace) -> Path:
+    """--home > DATAPLAT_HOME > the inventory's ``dataplat_home`` > the default."""
+    if args.home or os.environ.get("DATAPLAT_HOME"):
+        return resolve_home(args.home)
+    from dataplat.errors import InventoryError
+    from dataplat.inventory.loader import load_inventory
+
+    try:
+        inventory = load_inventory(resolve_inventory(args.inventory))
+    except (InventoryError, OSError):
+        return resolve_home(None)
+    first = next(iter(inventory.hosts), None)
+    return resolve_home(None, inventory.var(first, "dataplat_home") if first else None)
+
+
 def cmd_down(args: argparse.Namespace) -> int:
     from dataplat.deploy.api import down
 
     console = _console(args)
-    home = resolve_home(args.home)
+    home = home_of(args)
     result = down(home, purge=args.purge, on_event=_progress(console))
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
@@ -98,7 +115,7 @@ def cmd_down(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from dataplat.platform.status import platform_status
 
-    report = platform_status(resolve_home(args.home))
+    report = platform_status(home_of(args))
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
     else:
@@ -172,11 +189,17 @@ def register(sub: Any) -> None:
     p.set_defaults(func=cmd_up)
 
     p = sub.add_parser("status", help="every component with host, port, pid and health")
+    p.add_argument(
+        "-i", "--inventory", help="inventory whose dataplat_home to use (default: inventory/local.yml)"
+    )
     p.add_argument("--home", help="home of the deployed platform")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("down", help="stop everything dataplat started")
+    p.add_argument(
+        "-i", "--inventory", help="inventory whose dataplat_home to use (default: inventory/local.yml)"
+    )
     p.add_argument("--home", help="home of the deployed platform")
     p.add_argument("--purge", action="store_true", help="also delete the platform's data")
     p.add_argument("--json", action="store_true")
