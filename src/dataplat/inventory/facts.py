@@ -299,7 +299,8 @@ def parse_probe(text: str) -> HostFacts:
     """The whole probe output of ``roles/facts.yml`` -> :class:`HostFacts`."""
     s = split_probe(text)
     lscpu = parse_lscpu(s.get("lscpu", ""))
-    arch = (s.get("uname", "").strip().splitlines() or [None])[0] or lscpu.get("Architecture")
+    uname = s.get("uname", "").strip().splitlines()
+    arch = (uname[0].strip() if uname else "") or lscpu.get("Architecture")
     cores: int | None = None
     for candidate in (s.get("nproc", "").strip(), lscpu.get("CPU(s)", "")):
         if candidate.isdigit():

@@ -119,7 +119,9 @@ def _read(path: Path, file: str) -> Any:
         line, col = (mark.line + 1, mark.column + 1) if mark is not None else (0, 0)
         what = exc.problem or "invalid YAML"
         if exc.context:
-            what = f"{what} ({exc.context})"
+            ctx = exc.context_mark
+            started = f" started at line {ctx.line + 1}, column {ctx.column + 1}" if ctx is not None else ""
+            what = f"{what} ({exc.context}{started})"
         hint = "fix the YAML syntax here (indentation, a missing ':' or closing bracket, tabs)"
         if "duplicate key" in what:
             hint = "keep one of the two keys; YAML mappings cannot repeat a key"
@@ -133,8 +135,9 @@ def _read(path: Path, file: str) -> Any:
                           "start from inventory/local.yml or inventory/examples/")
         raise InventoryParseError(problem.render(), [problem])
     if not isinstance(tree, Mapping):
-        problem = Problem("error", file, 1, 1, "", f"the inventory must be a mapping of groups, not a "
-                          f"{type(tree).__name__}", "start the file with `all:` and put hosts under it")
+        kind = "a list" if isinstance(tree, list) else f"the scalar {str(tree)[:40]!r}"
+        problem = Problem("error", file, 1, 1, "", f"the inventory must be a mapping of groups, not {kind}",
+                          "start the file with `all:` and put hosts and children under it")
         raise InventoryParseError(problem.render(), [problem])
     return tree
 
@@ -294,7 +297,8 @@ def validate_inventory(path: str | os.PathLike[str]) -> tuple[Inventory | None, 
         line, col = position(tree, issue.path)
         problems.append(Problem("error", file, line, col, dotted(issue.path), issue.message, issue.hint))
 
-    builder = _Builder(tree, _invalid_var_paths(issues))
+    invalid_paths = _invalid_var_paths(issues)
+    builder = _Builder(tree, invalid_paths)
     defaults, default_sources, default_trees = load_role_defaults()
 
     # all.vars as the inventory sets them
@@ -350,6 +354,7 @@ def validate_inventory(path: str | os.PathLike[str]) -> tuple[Inventory | None, 
         var_sources=var_sources, trees={file: tree, **default_trees},
         group_sources={g: (file, grp.definitions[0]) for g, grp in builder.groups.items() if grp.definitions},
         host_sources={h: (file, p) for h, p in builder.host_paths.items()},
+        invalid_vars=frozenset(str(p[-1]) for p in invalid_paths),
     )
     problems.extend(_check_hosts(inventory))
     result_plan = _plan(inventory)

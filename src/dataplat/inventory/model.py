@@ -44,7 +44,8 @@ class Problem:
 
     def render(self) -> str:
         """``FILE:LINE:COL: FIELD: message (fix: hint)``."""
-        text = f"{self.file}:{self.line}:{self.column}: {self.field}: {self.message}"
+        where = f"{self.file}:{self.line}:{self.column}"
+        text = f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
         return f"{text} (fix: {self.hint})" if self.hint else text
 
     def __str__(self) -> str:
@@ -178,6 +179,9 @@ class Inventory:
     """group -> (file, path) of its first definition."""
     host_sources: dict[str, tuple[str, tuple[PathElem, ...]]] = field(default_factory=dict)
     """host -> (file, path) of its first appearance."""
+    invalid_vars: frozenset[str] = frozenset()
+    """Variables whose value the schema rejected somewhere (already reported; checks that depend
+    on them are skipped so one mistake is not reported twice)."""
 
     def var(self, host: str, name: str, default: Any = None) -> Any:
         """The effective value of variable ``name`` for ``host`` (``default`` when unset)."""
@@ -210,7 +214,7 @@ class Inventory:
         """Where ``group`` is first defined (the inventory's first line when it is not)."""
         source = self.group_sources.get(group)
         if source is None:
-            return Origin(str(self.path), 1, 1, group)
+            return Origin(str(self.path), 1, 1, f"all.children.{group}")
         file, path = source
         line, col = position(self.trees.get(file), path)
         return Origin(file, line, col, dotted(path))
@@ -223,6 +227,10 @@ class Inventory:
         file, path = source
         line, col = position(self.trees.get(file), path)
         return Origin(file, line, col, dotted(path))
+
+    def in_inventory(self, origin: Origin) -> bool:
+        """Whether ``origin`` is in the inventory file (not in role defaults)."""
+        return origin.file == str(self.path) and origin.line > 0
 
     def hosts_of(self, group: str) -> list[Host]:
         """The hosts of ``group`` (empty when the group does not exist)."""

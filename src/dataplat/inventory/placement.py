@@ -218,8 +218,12 @@ class _Planner:
                 "add hosts under all.children.warehouse.hosts"))
             return
         first = hosts[0]
-        if len(members) == 1 and first.vars.get("warehouse_synchronous_mode", True) is True:
-            self.problems.append(self.inv.origin(first.name, "warehouse_members_per_host").problem(
+        skip = {"warehouse_members_per_host", "warehouse_synchronous_mode"} & self.inv.invalid_vars
+        if len(members) == 1 and first.vars.get("warehouse_synchronous_mode", True) is True and not skip:
+            origin = self.inv.origin(first.name, "warehouse_members_per_host")
+            if not self.inv.in_inventory(origin):
+                origin = self.inv.group_origin("warehouse")
+            self.problems.append(origin.problem(
                 "error", "the warehouse has one host with warehouse_members_per_host 1, so it cannot have "
                 "the synchronous standby warehouse_synchronous_mode asks for",
                 "add a second host to the group warehouse, or set warehouse_members_per_host: 2 (one "
@@ -315,10 +319,10 @@ class _Planner:
                                 self.inv.origin(ref, "serving_pools", index, "replicas"),
                                 f"add {accel} serving hosts in other racks/AZs, or lower replicas")
         for (hname, accel), used in device_use.items():
-            have = _accelerator_kinds(self.inv.hosts[hname]).get(accel, 0)
-            if used > have:
+            devices = _accelerator_kinds(self.inv.hosts[hname]).get(accel, 0)
+            if used > devices:
                 self.problems.append(self.inv.origin(hname, "accelerators").problem(
-                    "warning", f"host {hname} gets {used} {accel} serving replicas but declares {have} "
+                    "warning", f"host {hname} gets {used} {accel} serving replicas but declares {devices} "
                     f"{accel} devices", "lower the pool's replicas or add hosts"))
 
     def decision(self) -> None:
@@ -372,13 +376,21 @@ class _Planner:
                     continue
                 other, other_port = bound[key]
                 other_var = PORT_VARS[other.component][other_port]
-                other_origin = self.inv.origin(other.host, other_var)
-                self.problems.append(self.inv.origin(inst.host, var).problem(
+                if {var, other_var} & self.inv.invalid_vars:
+                    continue  # a rejected value: already reported by the schema
+                here = self.inv.origin(inst.host, var)
+                there = self.inv.origin(other.host, other_var)
+                # point at the setting the inventory made (a role default is rarely the culprit)
+                if not self.inv.in_inventory(here) and self.inv.in_inventory(there):
+                    here, there, var, other_var = there, here, other_var, var
+                if not self.inv.in_inventory(here):
+                    here = self.inv.host_origin(inst.host)
+                self.problems.append(here.problem(
                     "error", f"{inst.address}:{port} is bound twice on host {inst.host}: {other.name} "
-                    f"{other_port} ({other_var}) and {inst.name} {port_name} ({var})",
+                    f"{other_port} ({PORT_VARS[other.component][other_port]}) and {inst.name} {port_name} "
+                    f"({PORT_VARS[inst.component][port_name]})",
                     f"give {var} a value no other component uses on {inst.address} ({other_var} is set "
-                    f"at {other_origin.file}:{other_origin.line}; members and replicas count up from "
-                    f"each base port)"))
+                    f"at {there.file}:{there.line}; members and replicas count up from each base port)"))
 
     def run(self) -> Plan:
         self.check_arch()
