@@ -832,7 +832,7 @@ _DIGITS = frozenset("0123456789")
 
 def id_number_valid(s: object) -> bool:
     """True for an 18-digit PRC resident ID number with a plausible region, a real birth
-    date (1900 .. today) and a correct ISO 7064 MOD 11-2 check character (``X`` = 10)."""
+    date (1850 .. today) and a correct ISO 7064 MOD 11-2 check character (``X`` = 10)."""
     if not isinstance(s, str) or len(s) != 18:
         return False
     body, check = s[:17], s[17].upper()
@@ -842,7 +842,7 @@ def id_number_valid(s: object) -> bool:
         born = dt.date(int(body[6:10]), int(body[10:12]), int(body[12:14]))
     except ValueError:
         return False
-    if not dt.date(1900, 1, 1) <= born <= dt.date.today():
+    if not dt.date(1850, 1, 1) <= born <= dt.date.today():
         return False
     total = sum(int(c) * w for c, w in zip(body, _ID_WEIGHTS, strict=True))
     return _ID_CHECK[total % 11] == check
