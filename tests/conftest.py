@@ -20,6 +20,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from helpers import free_port_block, shared_tmpdir, write_test_inventory  # noqa: E402
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``platform_last`` (they stop the shared platform) run after all others."""
+    items.sort(key=lambda item: item.get_closest_marker("platform_last") is not None)
+
+
 @dataclass
 class DeployedPlatform:
     home: Path

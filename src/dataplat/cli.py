@@ -19,6 +19,8 @@ COMMAND_MODULES = (
     "dataplat.inventory.cli",
     "dataplat.deploy.cli",
     "dataplat.data.cli",
+    "dataplat.dr.cli",
+    "dataplat.policy.cli",
 )
 
 

@@ -1,8 +1,9 @@
 """The embedded platform, for real: Patroni-managed PostgreSQL primary + sync standby,
 nats-server with JetStream, the Iceberg lake and the exporter, deployed by Ansible.
 
-Tests in this module run in order against one platform (session fixture); the
-failover test comes last but one, `down` last.
+Tests in this module run in order against one platform (session fixture), which
+other modules share: every test leaves it healthy, except `down`, which runs last
+of the whole session (marker ``platform_last``).
 """
 
 from __future__ import annotations
@@ -219,6 +220,7 @@ def test_killing_the_primary_postmaster_makes_the_standby_leader(platform, capsy
     assert timelines[leader] == timelines[old_leader] >= 2
 
 
+@pytest.mark.platform_last
 def test_down_stops_everything_and_keeps_data(platform, capsys):
     from dataplat.deploy.daemon import port_in_use
 
