@@ -3,23 +3,15 @@
 from __future__ import annotations
 
 import importlib
-import json
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parents[1]
-BAD = HERE / "bad"
-SAMPLES = HERE / "samples"
-LOCAL = REPO / "inventory" / "local.yml"
-EXAMPLE = REPO / "inventory" / "examples" / "xinchuang-3az.yml"
-
 
 @pytest.fixture
-def dataplat(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-             ) -> Callable[..., tuple[int, str, str]]:
+def dataplat(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> Callable[..., tuple[int, str, str]]:
     """Run ``dataplat.cli.main(argv)``; return (exit code, stdout, stderr).
 
     Sub-command modules of other packages that do not import (yet) are left out, so
@@ -44,7 +36,3 @@ def dataplat(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
         return rc, out, err
 
     return run
-
-
-def load_json(text: str) -> dict:
-    return json.loads(text)

@@ -7,7 +7,7 @@ import platform
 from pathlib import Path
 
 import pytest
-from conftest import BAD, EXAMPLE, LOCAL
+from inventory_paths import BAD, EXAMPLE, LOCAL
 
 from dataplat.inventory.check import check_inventory
 
@@ -19,8 +19,16 @@ def test_offline_json_local_is_ok(dataplat) -> None:
     assert report["ok"] is True and report["parsed"] is True and report["offline"] is True
     assert report["counts"]["error"] == 0 and report["counts"]["warning"] == 1
     names = [i["name"] for i in report["plan"]["instances"]]
-    assert names[:8] == ["pg0", "pg1", "witness", "nats0", "lake", "metrics-localhost", "serving-cpu-0",
-                         "decision-0"]
+    assert names[:8] == [
+        "pg0",
+        "pg1",
+        "witness",
+        "nats0",
+        "lake",
+        "metrics-localhost",
+        "serving-cpu-0",
+        "decision-0",
+    ]
     assert report["findings"] == [] and report["facts"] == {}
 
 
@@ -38,9 +46,18 @@ def test_offline_example_is_ok(dataplat) -> None:
     assert len(report["hosts"]) == 16
 
 
-@pytest.mark.parametrize("name", ["wrong-types.yml", "unknown-group.yml", "duplicate-ports.yml",
-                                  "pool-without-accelerator.yml", "bad-arch.yml", "several-errors.yml",
-                                  "single-member-sync.yml"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "wrong-types.yml",
+        "unknown-group.yml",
+        "duplicate-ports.yml",
+        "pool-without-accelerator.yml",
+        "bad-arch.yml",
+        "several-errors.yml",
+        "single-member-sync.yml",
+    ],
+)
 def test_offline_json_errors_exit_1(dataplat, name: str) -> None:
     rc, out, _ = dataplat("inventory", "check", "-i", str(BAD / name), "--offline", "--json")
     assert rc == 1
@@ -87,8 +104,10 @@ def test_online_check_of_the_local_inventory(tmp_path: Path) -> None:
 
 def test_online_check_finds_a_wrong_arch_claim(tmp_path: Path) -> None:
     wrong = "aarch64" if platform.machine() == "x86_64" else "x86_64"
-    text = LOCAL.read_text().replace("      rack: local\n", f"      rack: local\n      arch: {wrong}\n"
-                                     "      accelerators: [{kind: nvidia, count: 1}]\n")
+    text = LOCAL.read_text().replace(
+        "      rack: local\n",
+        f"      rack: local\n      arch: {wrong}\n      accelerators: [{{kind: nvidia, count: 1}}]\n",
+    )
     path = tmp_path / "local.yml"
     path.write_text(text)
     report = check_inventory(path, offline=False, home=tmp_path / "home")
@@ -113,7 +132,8 @@ def test_online_unreachable_host_is_an_error(tmp_path: Path) -> None:
         "      ansible_port: 1\n"
         "      ansible_ssh_common_args: -o ConnectTimeout=2 -o BatchMode=yes\n"
         "  children:\n"
-        "    warehouse: {hosts: {ghost: }}\n")
+        "    warehouse: {hosts: {ghost: }}\n"
+    )
     report = check_inventory(path, offline=False, home=tmp_path / "home")
     assert "ghost" in report.unreachable
     (err,) = [p for p in report.errors if "ghost" in p.message]

@@ -7,7 +7,7 @@ are tested on captured outputs in the tools' real formats (tests/inventory/sampl
 
 from __future__ import annotations
 
-from conftest import EXAMPLE, SAMPLES
+from inventory_paths import EXAMPLE, SAMPLES
 
 from dataplat.inventory.facts import (
     HostFacts,
@@ -86,8 +86,17 @@ def test_compare_atlas_host_with_example_claims_is_all_ok() -> None:
     findings = compare("as-npu-1", inv.hosts["as-npu-1"].vars, parse_probe(sample("probe-atlas800t-a2.txt")))
     assert [f for f in findings if f.status == "mismatch"] == [], [f.message for f in findings]
     statuses = {f.item: f.status for f in findings if f.status == "ok"}
-    for item in ("arch", "cpu_model", "cores", "memory_gb", "numa_nodes", "os", "rdma:mlx5_0", "rdma:mlx5_1",
-                 "accelerators:ascend"):
+    for item in (
+        "arch",
+        "cpu_model",
+        "cores",
+        "memory_gb",
+        "numa_nodes",
+        "os",
+        "rdma:mlx5_0",
+        "rdma:mlx5_1",
+        "accelerators:ascend",
+    ):
         assert statuses.get(item) == "ok", item
     nvidia = by_item(findings, "accelerators:nvidia")
     assert [f.status for f in nvidia] == ["unverifiable"]
@@ -115,10 +124,23 @@ def test_compare_a800_host_finds_every_mismatch() -> None:
 
 
 def test_compare_arch_cores_memory_mismatch() -> None:
-    claims = {"arch": "aarch64", "cores": 128, "memory_gb": 512, "numa_nodes": 4,
-              "os": {"family": "kylin", "version": "V10"}}
-    facts = HostFacts(arch="x86_64", cores=64, memory_gb=250.0, numa_nodes=2, os_family="uos", os_id="uos",
-                      os_version="20", os_name="UOS Server 20")
+    claims = {
+        "arch": "aarch64",
+        "cores": 128,
+        "memory_gb": 512,
+        "numa_nodes": 4,
+        "os": {"family": "kylin", "version": "V10"},
+    }
+    facts = HostFacts(
+        arch="x86_64",
+        cores=64,
+        memory_gb=250.0,
+        numa_nodes=2,
+        os_family="uos",
+        os_id="uos",
+        os_version="20",
+        os_name="UOS Server 20",
+    )
     found = {f.item: f for f in compare("h", claims, facts)}
     for item in ("arch", "cores", "memory_gb", "numa_nodes", "os"):
         assert found[item].status == "mismatch", item
@@ -133,10 +155,13 @@ def test_memory_tolerates_what_the_kernel_reserves() -> None:
 
 
 def test_declared_accelerators_without_tools_are_errors() -> None:
-    claims = {"accelerators": [{"kind": "ascend", "count": 8}],
-              "nics": [{"name": "eth1", "rdma": {"type": "roce_v2", "device": "mlx5_0"}}]}
-    facts = HostFacts(arch="x86_64", gpu_note="nvidia-smi is not installed",
-                      npu_note="npu-smi is not installed")
+    claims = {
+        "accelerators": [{"kind": "ascend", "count": 8}],
+        "nics": [{"name": "eth1", "rdma": {"type": "roce_v2", "device": "mlx5_0"}}],
+    }
+    facts = HostFacts(
+        arch="x86_64", gpu_note="nvidia-smi is not installed", npu_note="npu-smi is not installed"
+    )
     found = compare("h", claims, facts)
     (npu,) = by_item(found, "accelerators:ascend")
     assert npu.status == "mismatch" and "declared 8 ascend accelerators not found" in npu.message

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import BAD, EXAMPLE, LOCAL
+from inventory_paths import BAD, EXAMPLE, LOCAL
 
 from dataplat.errors import InventoryError
 from dataplat.inventory.loader import expand_host_pattern, load_inventory, validate_inventory
@@ -49,7 +49,13 @@ def test_example_inventory_validates() -> None:
     assert inv.var("hg-st-2", "os")["family"] == "uos"
     assert inv.var("nv-gpu-1", "accelerators")[0]["kind"] == "nvidia"
     assert inv.var("as-npu-1", "nics")[0]["rdma"] == {
-        "type": "roce_v2", "device": "mlx5_0", "mtu": 4096, "gid_index": 3, "pfc_priority": 3, "ecn": True}
+        "type": "roce_v2",
+        "device": "mlx5_0",
+        "mtu": 4096,
+        "gid_index": 3,
+        "pfc_priority": 3,
+        "ecn": True,
+    }
     assert [p for p in inv.problems if p.severity == "warning"] == []
 
 
@@ -132,8 +138,11 @@ def test_unknown_group() -> None:
 
 
 def test_extra_groups_are_allowed(tmp_path: Path) -> None:
-    text = (BAD / "unknown-group.yml").read_text().replace(
-        "all:\n", "all:\n  vars:\n    dataplat_extra_groups: [databases]\n", 1)
+    text = (
+        (BAD / "unknown-group.yml")
+        .read_text()
+        .replace("all:\n", "all:\n  vars:\n    dataplat_extra_groups: [databases]\n", 1)
+    )
     path = tmp_path / "ok.yml"
     path.write_text(text)
     inv = load_inventory(path)
@@ -156,7 +165,8 @@ def test_member_ports_collide_with_another_component(tmp_path: Path) -> None:
     path = tmp_path / "inv.yml"
     path.write_text(
         "all:\n  vars:\n    warehouse_members_per_host: 2\n    stream_client_port: 55433\n"
-        "  hosts:\n    h1:\n  children:\n    warehouse: {hosts: {h1: }}\n    stream: {hosts: {h1: }}\n")
+        "  hosts:\n    h1:\n  children:\n    warehouse: {hosts: {h1: }}\n    stream: {hosts: {h1: }}\n"
+    )
     errs = errors_of(path)
     assert [(p.line, p.field) for p in errs] == [(4, "all.vars.stream_client_port")]
     assert "pg1" in errs[0].message
@@ -234,8 +244,10 @@ def test_single_member_with_synchronous_mode() -> None:
 
 def test_cpu_model_contradicts_arch(tmp_path: Path) -> None:
     path = tmp_path / "inv.yml"
-    path.write_text("all:\n  hosts:\n    h1:\n      arch: aarch64\n      cpu_model: Hygon C86 7285\n"
-                    "  children:\n    loadgen: {hosts: {h1: }}\n")
+    path.write_text(
+        "all:\n  hosts:\n    h1:\n      arch: aarch64\n      cpu_model: Hygon C86 7285\n"
+        "  children:\n    loadgen: {hosts: {h1: }}\n"
+    )
     errs = errors_of(path)
     assert [(p.line, p.field) for p in errs] == [(4, "all.hosts.h1.arch")]
     assert "x86_64" in errs[0].hint

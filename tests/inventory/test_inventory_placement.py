@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from conftest import EXAMPLE, LOCAL
+from inventory_paths import EXAMPLE, LOCAL
 
 from dataplat.inventory.loader import load_inventory
 from dataplat.inventory.placement import Instance, Plan, plan
@@ -14,8 +14,16 @@ from dataplat.inventory.placement import Instance, Plan, plan
 def test_local_plan() -> None:
     p = plan(load_inventory(LOCAL))
     names = [i.name for i in p.instances]
-    assert names[:8] == ["pg0", "pg1", "witness", "nats0", "lake", "metrics-localhost", "serving-cpu-0",
-                         "decision-0"]
+    assert names[:8] == [
+        "pg0",
+        "pg1",
+        "witness",
+        "nats0",
+        "lake",
+        "metrics-localhost",
+        "serving-cpu-0",
+        "decision-0",
+    ]
     assert names[8:] == ["loadgen-localhost"]
     pg0, pg1 = p.by_component("warehouse")
     assert (pg0.host, pg1.host) == ("localhost", "localhost")
@@ -45,8 +53,18 @@ def test_plan_roundtrips_through_json() -> None:
     assert again == p
     d = p.to_dict()
     assert set(d) == {"instances", "problems"}
-    assert set(d["instances"][0]) == {"component", "name", "host", "address", "ports", "arch", "rack", "az",
-                                      "pool", "accelerator"}
+    assert set(d["instances"][0]) == {
+        "component",
+        "name",
+        "host",
+        "address",
+        "ports",
+        "arch",
+        "rack",
+        "az",
+        "pool",
+        "accelerator",
+    }
     assert isinstance(again.instances[0], Instance)
 
 
@@ -93,7 +111,9 @@ def _write(tmp_path: Path, text: str) -> Path:
 
 
 def test_witness_goes_to_a_host_without_members_in_another_az(tmp_path: Path) -> None:
-    path = _write(tmp_path, """
+    path = _write(
+        tmp_path,
+        """
 all:
   children:
     warehouse:
@@ -104,14 +124,17 @@ all:
       hosts:
         s1: {az: a, rack: a2}
         s2: {az: c, rack: c1}
-""")
+""",
+    )
     p = plan(load_inventory(path))
     (witness,) = p.by_component("warehouse-witness")
     assert witness.host == "s2"
 
 
 def test_witness_flag_wins(tmp_path: Path) -> None:
-    path = _write(tmp_path, """
+    path = _write(
+        tmp_path,
+        """
 all:
   children:
     warehouse:
@@ -121,12 +144,15 @@ all:
     stream:
       hosts:
         s1: {az: c}
-""")
+""",
+    )
     assert plan(load_inventory(path)).get("witness").host == "w2"
 
 
 def test_replicas_spread_over_azs_then_racks(tmp_path: Path) -> None:
-    path = _write(tmp_path, """
+    path = _write(
+        tmp_path,
+        """
 all:
   vars:
     serving_pools:
@@ -140,7 +166,8 @@ all:
         n2: {az: a, rack: a2}
         n3: {az: b, rack: b1}
         n4: {az: c, rack: c1}
-""")
+""",
+    )
     p = plan(load_inventory(path))
     placed = p.by_component("serving")
     assert {i.az for i in placed} == {"a", "b", "c"}
@@ -148,7 +175,9 @@ all:
 
 
 def test_replicas_that_cannot_be_spread_are_a_warning(tmp_path: Path) -> None:
-    path = _write(tmp_path, """
+    path = _write(
+        tmp_path,
+        """
 all:
   vars:
     serving_pools:
@@ -158,7 +187,8 @@ all:
       hosts:
         g1: {az: a, accelerators: [{kind: nvidia, count: 8}]}
         c1: {az: b}
-""")
+""",
+    )
     p = plan(load_inventory(path))
     placed = p.by_component("serving")
     assert [(i.host, i.ports["http"]) for i in placed] == [("g1", 58100), ("g1", 58101)]

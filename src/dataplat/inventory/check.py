@@ -59,8 +59,9 @@ class CheckReport:
             "ok": self.ok,
             "parsed": True,
             "offline": self.offline,
-            "counts": {s: sum(1 for p in self.problems if p.severity == s)
-                       for s in ("error", "warning", "info")},
+            "counts": {
+                s: sum(1 for p in self.problems if p.severity == s) for s in ("error", "warning", "info")
+            },
             "hosts": list(self.hosts),
             "problems": [p.to_dict() for p in self.problems],
             "facts": {h: f.to_dict() for h, f in self.facts.items()},
@@ -76,9 +77,13 @@ def _facts_problems(inv: Inventory, run: FactsRun) -> tuple[list[Finding], list[
     problems: list[Problem] = []
     for host in inv.hosts:
         if host in run.unreachable:
-            problems.append(inv.host_origin(host).problem(
-                "error", f"host {host} gave no facts: {run.unreachable[host]}",
-                "check that the host is up, reachable over SSH as ansible_user, and has Python"))
+            problems.append(
+                inv.host_origin(host).problem(
+                    "error",
+                    f"host {host} gave no facts: {run.unreachable[host]}",
+                    "check that the host is up, reachable over SSH as ansible_user, and has Python",
+                )
+            )
             continue
         host_facts = run.facts.get(host)
         if host_facts is None:
@@ -93,8 +98,9 @@ def _facts_problems(inv: Inventory, run: FactsRun) -> tuple[list[Finding], list[
     return findings, problems
 
 
-def check_inventory(path: str | os.PathLike[str], offline: bool = True,
-                    home: str | os.PathLike[str] | None = None) -> CheckReport:
+def check_inventory(
+    path: str | os.PathLike[str], offline: bool = True, home: str | os.PathLike[str] | None = None
+) -> CheckReport:
     """Validate the inventory at ``path``, plan placement and, unless ``offline``,
     gather every host's facts through Ansible and compare them with the claims.
 
@@ -110,9 +116,17 @@ def check_inventory(path: str | os.PathLike[str], offline: bool = True,
     report.plan = plan(inventory)
     if not offline:
         if report.errors:
-            report.problems.append(Problem(
-                "info", str(path), 0, 0, "", "facts were not gathered because the inventory has errors",
-                "fix the errors above, then run the check again"))
+            report.problems.append(
+                Problem(
+                    "info",
+                    str(path),
+                    0,
+                    0,
+                    "",
+                    "facts were not gathered because the inventory has errors",
+                    "fix the errors above, then run the check again",
+                )
+            )
         else:
             resolved = resolve_home(home, inventory.all_vars.get("dataplat_home"))
             run = gather_facts(inventory.path, resolved, hosts=list(inventory.hosts))
@@ -122,8 +136,10 @@ def check_inventory(path: str | os.PathLike[str], offline: bool = True,
             report.findings, extra = _facts_problems(inventory, run)
             report.problems.extend(extra)
     order = {"error": 0, "warning": 1, "info": 2}
-    report.problems = sorted(dict.fromkeys(report.problems),
-                             key=lambda p: (order[p.severity], p.file != str(path), p.file, p.line, p.column))
+    report.problems = sorted(
+        dict.fromkeys(report.problems),
+        key=lambda p: (order[p.severity], p.file != str(path), p.file, p.line, p.column),
+    )
     return report
 
 

@@ -31,11 +31,14 @@ def register(subparsers: Any) -> None:
         "check",
         help="validate the inventory, compare its claims with the hosts' facts, plan placement",
         description="Validate the inventory (every problem with file, line and field), gather the facts "
-                    "of every host through Ansible and compare them with the claims (unless --offline), "
-                    "and print the placement plan. Exit 0: no error; 1: errors; 2: unparseable.",
+        "of every host through Ansible and compare them with the claims (unless --offline), "
+        "and print the placement plan. Exit 0: no error; 1: errors; 2: unparseable.",
     )
-    check.add_argument("-i", "--inventory", help="inventory file (default: $DATAPLAT_INVENTORY, "
-                       "else the embedded inventory/local.yml)")
+    check.add_argument(
+        "-i",
+        "--inventory",
+        help="inventory file (default: $DATAPLAT_INVENTORY, else the embedded inventory/local.yml)",
+    )
     check.add_argument("--offline", action="store_true", help="do not contact the hosts")
     check.add_argument("--json", action="store_true", help="print the whole report as JSON")
     check.add_argument("--home", help="platform home; the facts run keeps its artefacts under HOME/runs/")
@@ -91,8 +94,14 @@ def render(report: CheckReport, console: Console) -> None:
         for host, why in report.unreachable.items():
             table.add_row(host, "reachable", "[bold red]mismatch[/]", "reachable", "no", _escape(why))
         for f in report.findings:
-            table.add_row(f.host, f.item, f"[{_STATUS_STYLE[f.status]}]{f.status}[/]", _escape(f.claim),
-                          _escape(f.fact), _escape(f.message))
+            table.add_row(
+                f.host,
+                f.item,
+                f"[{_STATUS_STYLE[f.status]}]{f.status}[/]",
+                _escape(f.claim),
+                _escape(f.fact),
+                _escape(f.message),
+            )
         console.print()
         console.print(table)
     if report.plan is not None and report.plan.instances:
@@ -102,12 +111,14 @@ def render(report: CheckReport, console: Console) -> None:
         for i in report.plan.instances:
             ports = " ".join(f"{k}={v}" for k, v in i.ports.items()) or "-"
             pool = f"{i.pool} ({i.accelerator})" if i.pool else "-"
-            table.add_row(i.name, i.component, i.host, i.address, ports, i.arch or "-", i.rack or "-",
-                          i.az or "-", pool)
+            table.add_row(
+                i.name, i.component, i.host, i.address, ports, i.arch or "-", i.rack or "-", i.az or "-", pool
+            )
         console.print()
         console.print(table)
     counts = {s: sum(1 for p in report.problems if p.severity == s) for s in ("error", "warning", "info")}
     verdict = "[bold green]OK[/]" if report.ok else "[bold red]FAILED[/]"
     console.print()
-    console.print(f"{verdict}: {counts['error']} error(s), {counts['warning']} warning(s), "
-                  f"{counts['info']} note(s)")
+    console.print(
+        f"{verdict}: {counts['error']} error(s), {counts['warning']} warning(s), {counts['info']} note(s)"
+    )

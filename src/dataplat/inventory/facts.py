@@ -26,8 +26,15 @@ MEMORY_SHORTFALL = 0.05
 """MemTotal is below the installed memory (firmware, kernel, crashkernel): up to 5 % (at least
 1 GiB) less than ``memory_gb`` still counts as the claimed memory."""
 
-OS_IDS = {"kylin": "kylin", "openeuler": "openeuler", "uos": "uos", "uniontech": "uos", "debian": "debian",
-          "ubuntu": "ubuntu", "centos": "centos"}
+OS_IDS = {
+    "kylin": "kylin",
+    "openeuler": "openeuler",
+    "uos": "uos",
+    "uniontech": "uos",
+    "debian": "debian",
+    "ubuntu": "ubuntu",
+    "centos": "centos",
+}
 
 # --------------------------------------------------------------------------------------- records
 
@@ -235,10 +242,14 @@ def parse_infiniband(text: str) -> dict[str, RdmaDevice] | None:
     for name, d in sorted(devices.items()):
         ports = {}
         for number, p in sorted(d["ports"].items()):
-            gids = {i: Gid(g.get("gid", ""), g.get("type"), g.get("ndev"))
-                    for i, g in sorted(p["gids"].items()) if g.get("gid") or g.get("type")}
-            ports[number] = RdmaPort(number, p.get("link_layer"), p.get("state"), p.get("phys_state"),
-                                     p.get("rate"), gids)
+            gids = {
+                i: Gid(g.get("gid", ""), g.get("type"), g.get("ndev"))
+                for i, g in sorted(p["gids"].items())
+                if g.get("gid") or g.get("type")
+            }
+            ports[number] = RdmaPort(
+                number, p.get("link_layer"), p.get("state"), p.get("phys_state"), p.get("rate"), gids
+            )
         out[name] = RdmaDevice(name, ports, dict(d["mtus"]))
     return out
 
@@ -334,11 +345,20 @@ def parse_probe(text: str) -> HostFacts:
     else:
         npus = parse_npu_smi(npu.text)
     return HostFacts(
-        arch=arch or None, cpu_model=model, cores=cores, memory_gb=parse_meminfo_gb(s.get("meminfo", "")),
-        numa_nodes=numa, os_family=os_family(release) if release else None, os_id=release.get("ID"),
-        os_version=release.get("VERSION_ID") or release.get("VERSION"), os_name=release.get("PRETTY_NAME"),
+        arch=arch or None,
+        cpu_model=model,
+        cores=cores,
+        memory_gb=parse_meminfo_gb(s.get("meminfo", "")),
+        numa_nodes=numa,
+        os_family=os_family(release) if release else None,
+        os_id=release.get("ID"),
+        os_version=release.get("VERSION_ID") or release.get("VERSION"),
+        os_name=release.get("PRETTY_NAME"),
         rdma=parse_infiniband(s.get("infiniband", "@@@absent")),
-        gpus=gpus, gpu_note=gpu_note, npus=npus, npu_note=npu_note,
+        gpus=gpus,
+        gpu_note=gpu_note,
+        npus=npus,
+        npu_note=npu_note,
     )
 
 
@@ -407,21 +427,52 @@ def compare(host: str, claims: Mapping[str, Any], facts: HostFacts) -> list[Find
     """Compare what the inventory claims about ``host`` (its merged variables) with its facts."""
     out: list[Finding] = []
 
-    def add(item: str, status: Status, claim: Any, fact: Any, message: str, hint: str = "",
-            var: str | None = None, sub: tuple[str | int, ...] = ()) -> None:
-        out.append(Finding(host, item, status, "" if claim is None else str(claim),
-                           "" if fact is None else str(fact), message, hint, var or item, sub))
+    def add(
+        item: str,
+        status: Status,
+        claim: Any,
+        fact: Any,
+        message: str,
+        hint: str = "",
+        var: str | None = None,
+        sub: tuple[str | int, ...] = (),
+    ) -> None:
+        out.append(
+            Finding(
+                host,
+                item,
+                status,
+                "" if claim is None else str(claim),
+                "" if fact is None else str(fact),
+                message,
+                hint,
+                var or item,
+                sub,
+            )
+        )
 
     # architecture
     arch = claims.get("arch")
     if facts.arch is None:
         add("arch", "unverifiable", arch, None, "cannot check the architecture: uname -m gave nothing")
     elif arch is None:
-        add("arch", "unverifiable", None, facts.arch,
-            f"arch is not declared (the host is {facts.arch})", f"declare arch: {facts.arch}")
+        add(
+            "arch",
+            "unverifiable",
+            None,
+            facts.arch,
+            f"arch is not declared (the host is {facts.arch})",
+            f"declare arch: {facts.arch}",
+        )
     elif arch != facts.arch:
-        add("arch", "mismatch", arch, facts.arch, f"declared arch {arch} but the host is {facts.arch}",
-            f"set arch: {facts.arch} (binaries are chosen by arch)")
+        add(
+            "arch",
+            "mismatch",
+            arch,
+            facts.arch,
+            f"declared arch {arch} but the host is {facts.arch}",
+            f"set arch: {facts.arch} (binaries are chosen by arch)",
+        )
     else:
         add("arch", "ok", arch, facts.arch, f"arch {arch}")
 
@@ -434,15 +485,30 @@ def compare(host: str, claims: Mapping[str, Any], facts: HostFacts) -> list[Find
     elif _model_matches(str(model), facts.cpu_model):
         add("cpu_model", "ok", model, facts.cpu_model, f"CPU {facts.cpu_model}")
     elif _vendor(str(model)) and _vendor(facts.cpu_model) and _vendor(str(model)) != _vendor(facts.cpu_model):
-        add("cpu_model", "mismatch", model, facts.cpu_model,
+        add(
+            "cpu_model",
+            "mismatch",
+            model,
+            facts.cpu_model,
             f"declared CPU {model!r} but the host has {facts.cpu_model!r}",
-            f"set cpu_model: {facts.cpu_model}")
+            f"set cpu_model: {facts.cpu_model}",
+        )
     elif _vendor(str(model)) and _vendor(str(model)) == _vendor(facts.cpu_model):
-        add("cpu_model", "ok", model, facts.cpu_model,
-            f"CPU vendor matches ({facts.cpu_model}); lscpu does not show the exact model")
+        add(
+            "cpu_model",
+            "ok",
+            model,
+            facts.cpu_model,
+            f"CPU vendor matches ({facts.cpu_model}); lscpu does not show the exact model",
+        )
     else:
-        add("cpu_model", "unverifiable", model, facts.cpu_model,
-            f"cannot tell whether {model!r} is {facts.cpu_model!r}")
+        add(
+            "cpu_model",
+            "unverifiable",
+            model,
+            facts.cpu_model,
+            f"cannot tell whether {model!r} is {facts.cpu_model!r}",
+        )
 
     # cores, memory, NUMA
     cores = claims.get("cores")
@@ -451,8 +517,14 @@ def compare(host: str, claims: Mapping[str, Any], facts: HostFacts) -> list[Find
     elif facts.cores is None:
         add("cores", "unverifiable", cores, None, "cannot count the CPUs (nproc and lscpu gave nothing)")
     elif facts.cores < int(cores):
-        add("cores", "mismatch", cores, facts.cores, f"declared {cores} cores but the host has {facts.cores}",
-            f"set cores: {facts.cores}, or check SMT/CPU offlining in the BIOS")
+        add(
+            "cores",
+            "mismatch",
+            cores,
+            facts.cores,
+            f"declared {cores} cores but the host has {facts.cores}",
+            f"set cores: {facts.cores}, or check SMT/CPU offlining in the BIOS",
+        )
     else:
         add("cores", "ok", cores, facts.cores, f"{facts.cores} logical CPUs (declared {cores})")
 
@@ -462,9 +534,14 @@ def compare(host: str, claims: Mapping[str, Any], facts: HostFacts) -> list[Find
     elif facts.memory_gb is None:
         add("memory_gb", "unverifiable", memory, None, "cannot read MemTotal from /proc/meminfo")
     elif facts.memory_gb < float(memory) - max(float(memory) * MEMORY_SHORTFALL, 1.0):
-        add("memory_gb", "mismatch", memory, facts.memory_gb,
+        add(
+            "memory_gb",
+            "mismatch",
+            memory,
+            facts.memory_gb,
             f"declared {memory} GiB of memory but the host has {facts.memory_gb} GiB",
-            f"set memory_gb: {int(facts.memory_gb)}, or look for failed DIMMs")
+            f"set memory_gb: {int(facts.memory_gb)}, or look for failed DIMMs",
+        )
     else:
         add("memory_gb", "ok", memory, facts.memory_gb, f"{facts.memory_gb} GiB usable (declared {memory})")
 
@@ -474,9 +551,14 @@ def compare(host: str, claims: Mapping[str, Any], facts: HostFacts) -> list[Find
     elif facts.numa_nodes is None:
         add("numa_nodes", "unverifiable", numa, None, "cannot count NUMA nodes (/sys/devices/system/node)")
     elif int(numa) != facts.numa_nodes:
-        add("numa_nodes", "mismatch", numa, facts.numa_nodes,
+        add(
+            "numa_nodes",
+            "mismatch",
+            numa,
+            facts.numa_nodes,
             f"declared {numa} NUMA nodes but the host has {facts.numa_nodes}",
-            f"set numa_nodes: {facts.numa_nodes}, or check the BIOS NUMA setting")
+            f"set numa_nodes: {facts.numa_nodes}, or check the BIOS NUMA setting",
+        )
     else:
         add("numa_nodes", "ok", numa, facts.numa_nodes, f"{numa} NUMA nodes")
 
@@ -493,14 +575,27 @@ def compare(host: str, claims: Mapping[str, Any], facts: HostFacts) -> list[Find
         fv = (facts.os_version or "").lower()
         claim_text = f"{family} {version}".strip()
         if family != facts.os_family:
-            add("os", "mismatch", claim_text, facts.os_name or fact_os,
+            add(
+                "os",
+                "mismatch",
+                claim_text,
+                facts.os_name or fact_os,
                 f"declared OS {claim_text} but the host runs {facts.os_name or fact_os}",
-                f"set os.family: {facts.os_family or facts.os_id}", sub=("family",))
-        elif version and not (fv.startswith(version.lower())
-                              or version.lower() in (facts.os_name or "").lower()):
-            add("os", "mismatch", claim_text, facts.os_name or fact_os,
+                f"set os.family: {facts.os_family or facts.os_id}",
+                sub=("family",),
+            )
+        elif version and not (
+            fv.startswith(version.lower()) or version.lower() in (facts.os_name or "").lower()
+        ):
+            add(
+                "os",
+                "mismatch",
+                claim_text,
+                facts.os_name or fact_os,
                 f"declared {family} {version} but the host runs version {facts.os_version}",
-                f"set os.version: {facts.os_version}", sub=("version",))
+                f"set os.version: {facts.os_version}",
+                sub=("version",),
+            )
         else:
             add("os", "ok", claim_text, facts.os_name or fact_os, f"OS {facts.os_name or fact_os}")
 
@@ -509,10 +604,31 @@ def compare(host: str, claims: Mapping[str, Any], facts: HostFacts) -> list[Find
     return out
 
 
-def _rdma_finding(out: list[Finding], host: str, index: int, claim: str, item: str, status: Status,
-                  fact: Any, message: str, hint: str = "", sub: tuple[str | int, ...] = ()) -> None:
-    out.append(Finding(host, item, status, claim, "" if fact is None else str(fact), message, hint,
-                       "nics", (index, "rdma", *sub)))
+def _rdma_finding(
+    out: list[Finding],
+    host: str,
+    index: int,
+    claim: str,
+    item: str,
+    status: Status,
+    fact: Any,
+    message: str,
+    hint: str = "",
+    sub: tuple[str | int, ...] = (),
+) -> None:
+    out.append(
+        Finding(
+            host,
+            item,
+            status,
+            claim,
+            "" if fact is None else str(fact),
+            message,
+            hint,
+            "nics",
+            (index, "rdma", *sub),
+        )
+    )
 
 
 def _compare_rdma(host: str, claims: Mapping[str, Any], facts: HostFacts) -> list[Finding]:
@@ -523,13 +639,30 @@ def _compare_rdma(host: str, claims: Mapping[str, Any], facts: HostFacts) -> lis
             declared.append((i, nic))
     if not declared:
         if facts.rdma is None:
-            out.append(Finding(host, "rdma", "unverifiable", "", "",
-                               "cannot check RDMA: no RDMA NIC is declared and /sys/class/infiniband "
-                               "does not exist", var="nics"))
+            out.append(
+                Finding(
+                    host,
+                    "rdma",
+                    "unverifiable",
+                    "",
+                    "",
+                    "cannot check RDMA: no RDMA NIC is declared and /sys/class/infiniband does not exist",
+                    var="nics",
+                )
+            )
         else:
             names = ", ".join(facts.rdma) or "none"
-            out.append(Finding(host, "rdma", "unverifiable", "", names,
-                               f"no RDMA NIC is declared; the host has RDMA devices: {names}", var="nics"))
+            out.append(
+                Finding(
+                    host,
+                    "rdma",
+                    "unverifiable",
+                    "",
+                    names,
+                    f"no RDMA NIC is declared; the host has RDMA devices: {names}",
+                    var="nics",
+                )
+            )
         return out
     for i, nic in declared:
         rdma = nic["rdma"]
@@ -538,15 +671,23 @@ def _compare_rdma(host: str, claims: Mapping[str, Any], facts: HostFacts) -> lis
         f = functools.partial(_rdma_finding, out, host, i, f"{kind} {dev}", f"rdma:{dev}")
 
         if facts.rdma is None:
-            f("mismatch", None,
-              f"declared {kind} device {dev} is absent: /sys/class/infiniband does not exist",
-              "load the RDMA driver (mlx5_ib / rdma-core) or remove the rdma block", ("device",))
+            f(
+                "mismatch",
+                None,
+                f"declared {kind} device {dev} is absent: /sys/class/infiniband does not exist",
+                "load the RDMA driver (mlx5_ib / rdma-core) or remove the rdma block",
+                ("device",),
+            )
             continue
         device = facts.rdma.get(dev)
         if device is None:
-            f("mismatch", ", ".join(facts.rdma) or "none",
-              f"declared {kind} device {dev} is absent (the host has: {', '.join(facts.rdma) or 'none'})",
-              "correct rdma.device (see `ls /sys/class/infiniband`)", ("device",))
+            f(
+                "mismatch",
+                ", ".join(facts.rdma) or "none",
+                f"declared {kind} device {dev} is absent (the host has: {', '.join(facts.rdma) or 'none'})",
+                "correct rdma.device (see `ls /sys/class/infiniband`)",
+                ("device",),
+            )
             continue
         port = device.ports.get(1) or next(iter(device.ports.values()), None)
         if port is None:
@@ -554,14 +695,23 @@ def _compare_rdma(host: str, claims: Mapping[str, Any], facts: HostFacts) -> lis
             continue
         want_layer = "Ethernet" if kind == "roce_v2" else "InfiniBand"
         if port.link_layer and port.link_layer != want_layer:
-            f("mismatch", port.link_layer,
-              f"{dev} link layer is {port.link_layer}, {kind} needs {want_layer}",
-              "set rdma.type to match the fabric (Ethernet: roce_v2, InfiniBand: infiniband)", ("type",))
+            f(
+                "mismatch",
+                port.link_layer,
+                f"{dev} link layer is {port.link_layer}, {kind} needs {want_layer}",
+                "set rdma.type to match the fabric (Ethernet: roce_v2, InfiniBand: infiniband)",
+                ("type",),
+            )
         else:
             f("ok", port.link_layer, f"{dev} link layer {port.link_layer or '?'}")
         if not port.active:
-            f("mismatch", port.state, f"{dev} port {port.number} is not ACTIVE (state {port.state})",
-              "check the cable, the switch port and the subnet manager / link", ())
+            f(
+                "mismatch",
+                port.state,
+                f"{dev} port {port.number} is not ACTIVE (state {port.state})",
+                "check the cable, the switch port and the subnet manager / link",
+                (),
+            )
         mtu = rdma.get("mtu")
         if mtu is not None:
             eth = max(device.netdev_mtus.values()) if device.netdev_mtus else None
@@ -569,26 +719,49 @@ def _compare_rdma(host: str, claims: Mapping[str, Any], facts: HostFacts) -> lis
             if actual is None:
                 f("unverifiable", None, f"cannot read the MTU of {dev}", sub=("mtu",))
             elif int(mtu) != actual:
-                f("mismatch", actual, f"{dev} MTU is {actual} (interface MTU {eth}), declared {mtu}",
-                  "set the interface MTU (9000 for RDMA MTU 4096) or correct rdma.mtu", ("mtu",))
+                f(
+                    "mismatch",
+                    actual,
+                    f"{dev} MTU is {actual} (interface MTU {eth}), declared {mtu}",
+                    "set the interface MTU (9000 for RDMA MTU 4096) or correct rdma.mtu",
+                    ("mtu",),
+                )
             else:
                 f("ok", actual, f"{dev} MTU {actual}", sub=("mtu",))
         gid_index = rdma.get("gid_index")
         if gid_index is not None:
             gid = port.gids.get(int(gid_index))
             if gid is None:
-                f("mismatch", None, f"{dev} has no GID at index {gid_index}",
-                  "give the interface an IP address (RoCEv2 GIDs come from it) or correct gid_index",
-                  ("gid_index",))
+                f(
+                    "mismatch",
+                    None,
+                    f"{dev} has no GID at index {gid_index}",
+                    "give the interface an IP address (RoCEv2 GIDs come from it) or correct gid_index",
+                    ("gid_index",),
+                )
             elif kind == "roce_v2" and gid.type and "v2" not in gid.type.lower():
-                f("mismatch", gid.type, f"{dev} GID {gid_index} is {gid.type}, not RoCE v2",
-                  "use the index whose gid_attrs/types says RoCE v2 (usually 3)", ("gid_index",))
+                f(
+                    "mismatch",
+                    gid.type,
+                    f"{dev} GID {gid_index} is {gid.type}, not RoCE v2",
+                    "use the index whose gid_attrs/types says RoCE v2 (usually 3)",
+                    ("gid_index",),
+                )
             else:
-                f("ok", f"{gid.gid} {gid.type or ''}".strip(),
-                  f"{dev} GID {gid_index} {gid.type or ''}".strip(), sub=("gid_index",))
+                f(
+                    "ok",
+                    f"{gid.gid} {gid.type or ''}".strip(),
+                    f"{dev} GID {gid_index} {gid.type or ''}".strip(),
+                    sub=("gid_index",),
+                )
         if "pfc_priority" in rdma or "ecn" in rdma:
-            f("unverifiable", None, f"{dev}: PFC priority and ECN are NIC/switch QoS settings that sysfs "
-              "does not show; check them with mlnx_qos / the switch", sub=("pfc_priority",))
+            f(
+                "unverifiable",
+                None,
+                f"{dev}: PFC priority and ECN are NIC/switch QoS settings that sysfs "
+                "does not show; check them with mlnx_qos / the switch",
+                sub=("pfc_priority",),
+            )
     return out
 
 
@@ -598,8 +771,10 @@ def _compare_accelerators(host: str, claims: Mapping[str, Any], facts: HostFacts
     for i, acc in enumerate(claims.get("accelerators") or []):
         if isinstance(acc, Mapping) and acc.get("kind") in declared:
             declared[str(acc["kind"])].append((i, acc))
-    tools = {"nvidia": ("nvidia-smi", facts.gpus, facts.gpu_note, "GPUs"),
-             "ascend": ("npu-smi", facts.npus, facts.npu_note, "NPUs")}
+    tools = {
+        "nvidia": ("nvidia-smi", facts.gpus, facts.gpu_note, "GPUs"),
+        "ascend": ("npu-smi", facts.npus, facts.npu_note, "NPUs"),
+    }
     for kind, (tool, found, note, noun) in tools.items():
         item = f"accelerators:{kind}"
         claims_of = declared[kind]
@@ -608,45 +783,106 @@ def _compare_accelerators(host: str, claims: Mapping[str, Any], facts: HostFacts
         sub: tuple[str | int, ...] = (first, "count") if first is not None else ()
         if found is None:
             if want:
-                out.append(Finding(host, item, "mismatch", f"{want} {kind}", "",
-                                   f"declared {want} {kind} accelerators not found: {note}",
-                                   f"install the driver and {tool}, or remove the accelerators claim",
-                                   "accelerators", sub))
+                out.append(
+                    Finding(
+                        host,
+                        item,
+                        "mismatch",
+                        f"{want} {kind}",
+                        "",
+                        f"declared {want} {kind} accelerators not found: {note}",
+                        f"install the driver and {tool}, or remove the accelerators claim",
+                        "accelerators",
+                        sub,
+                    )
+                )
             else:
-                out.append(Finding(host, item, "unverifiable", "", "",
-                                   f"cannot check {noun}: {note}", var="accelerators"))
+                out.append(
+                    Finding(
+                        host, item, "unverifiable", "", "", f"cannot check {noun}: {note}", var="accelerators"
+                    )
+                )
             continue
         if not want:
             status: Status = "unverifiable" if found else "ok"
-            out.append(Finding(host, item, status, "", f"{len(found)}",
-                               f"no {kind} accelerators declared; {tool} shows {len(found)} {noun}",
-                               f"declare accelerators: [{{kind: {kind}, count: {len(found)}}}]"
-                               if found else "",
-                               "accelerators"))
+            out.append(
+                Finding(
+                    host,
+                    item,
+                    status,
+                    "",
+                    f"{len(found)}",
+                    f"no {kind} accelerators declared; {tool} shows {len(found)} {noun}",
+                    f"declare accelerators: [{{kind: {kind}, count: {len(found)}}}]" if found else "",
+                    "accelerators",
+                )
+            )
             continue
         names = sorted({d.name for d in found})
         fact_text = f"{len(found)} x {', '.join(names)}" if found else "0"
         if len(found) < want:
-            out.append(Finding(host, item, "mismatch", f"{want}", fact_text,
-                               f"declared {want} {kind} accelerators but {tool} shows {len(found)}",
-                               f"set count: {len(found)}, or find the missing devices ({tool})",
-                               "accelerators", sub))
+            out.append(
+                Finding(
+                    host,
+                    item,
+                    "mismatch",
+                    f"{want}",
+                    fact_text,
+                    f"declared {want} {kind} accelerators but {tool} shows {len(found)}",
+                    f"set count: {len(found)}, or find the missing devices ({tool})",
+                    "accelerators",
+                    sub,
+                )
+            )
         else:
-            out.append(Finding(host, item, "ok", f"{want}", fact_text, f"{len(found)} {noun}",
-                               var="accelerators", sub=sub))
+            out.append(
+                Finding(
+                    host,
+                    item,
+                    "ok",
+                    f"{want}",
+                    fact_text,
+                    f"{len(found)} {noun}",
+                    var="accelerators",
+                    sub=sub,
+                )
+            )
         for i, acc in claims_of:
             model = acc.get("model")
-            if model and found and not any(_model_matches(str(model), d.name, ("nvidia", "ascend", "huawei"))
-                                           for d in found):
-                out.append(Finding(host, item, "mismatch", str(model), ", ".join(names),
-                                   f"declared model {model!r} but {tool} shows {', '.join(names)}",
-                                   f"set model: {names[0]}", "accelerators", (i, "model")))
+            if (
+                model
+                and found
+                and not any(_model_matches(str(model), d.name, ("nvidia", "ascend", "huawei")) for d in found)
+            ):
+                out.append(
+                    Finding(
+                        host,
+                        item,
+                        "mismatch",
+                        str(model),
+                        ", ".join(names),
+                        f"declared model {model!r} but {tool} shows {', '.join(names)}",
+                        f"set model: {names[0]}",
+                        "accelerators",
+                        (i, "model"),
+                    )
+                )
             mem = acc.get("memory_gb")
             sizes = [d.memory_gb for d in found if d.memory_gb is not None]
             if mem and sizes and min(sizes) < float(mem) * (1 - MEMORY_SHORTFALL):
-                out.append(Finding(host, item, "mismatch", f"{mem} GB", f"{min(sizes)} GB",
-                                   f"declared {mem} GB per device but {tool} shows {min(sizes)} GB",
-                                   f"set memory_gb: {int(min(sizes))}", "accelerators", (i, "memory_gb")))
+                out.append(
+                    Finding(
+                        host,
+                        item,
+                        "mismatch",
+                        f"{mem} GB",
+                        f"{min(sizes)} GB",
+                        f"declared {mem} GB per device but {tool} shows {min(sizes)} GB",
+                        f"set memory_gb: {int(min(sizes))}",
+                        "accelerators",
+                        (i, "memory_gb"),
+                    )
+                )
     return out
 
 
@@ -663,8 +899,9 @@ class FactsRun:
     artifacts_dir: str = ""
 
 
-def gather_facts(inventory: str | Path, home: Path, hosts: Sequence[str] = (),
-                 limit: str | None = None) -> FactsRun:
+def gather_facts(
+    inventory: str | Path, home: Path, hosts: Sequence[str] = (), limit: str | None = None
+) -> FactsRun:
     """Run ``roles/facts.yml`` against ``inventory`` and parse what every host reported.
 
     ``hosts`` are the hosts expected to answer; those without facts are unreachable
@@ -673,8 +910,11 @@ def gather_facts(inventory: str | Path, home: Path, hosts: Sequence[str] = (),
     from dataplat.deploy.runner import run_playbook
 
     result = run_playbook("facts.yml", inventory, Path(home), ident_prefix="facts", limit=limit)
-    facts = {h: parse_probe(str(raw.get("probe", ""))) for h, raw in result.facts.items()
-             if isinstance(raw, Mapping)}
+    facts = {
+        h: parse_probe(str(raw.get("probe", "")))
+        for h, raw in result.facts.items()
+        if isinstance(raw, Mapping)
+    }
     unreachable: dict[str, str] = {}
     reasons = {f["host"]: f"{f.get('task') or 'facts'}: {f.get('msg') or 'failed'}" for f in result.failures}
     expected = list(hosts) or list(result.stats)
@@ -683,7 +923,10 @@ def gather_facts(inventory: str | Path, home: Path, hosts: Sequence[str] = (),
             stats = result.stats.get(host)
             why = reasons.get(host)
             if why is None:
-                why = ("unreachable" if stats and stats.unreachable
-                       else f"no facts (ansible status {result.status})")
+                why = (
+                    "unreachable"
+                    if stats and stats.unreachable
+                    else f"no facts (ansible status {result.status})"
+                )
             unreachable[host] = why.strip()
     return FactsRun(facts, unreachable, result.ident, str(result.artifacts_dir))

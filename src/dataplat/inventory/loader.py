@@ -48,10 +48,20 @@ IB_MTUS = (256, 512, 1024, 2048, 4096)
 
 # cpu_model substrings that settle the architecture.
 _CPU_ARCH = (
-    ("kunpeng", "aarch64"), ("phytium", "aarch64"), ("feiteng", "aarch64"), ("ft-2000", "aarch64"),
-    ("s2500", "aarch64"), ("ampere", "aarch64"), ("graviton", "aarch64"), ("yitian", "aarch64"),
-    ("hygon", "x86_64"), ("zhaoxin", "x86_64"), ("intel", "x86_64"), ("xeon", "x86_64"),
-    ("amd", "x86_64"), ("epyc", "x86_64"),
+    ("kunpeng", "aarch64"),
+    ("phytium", "aarch64"),
+    ("feiteng", "aarch64"),
+    ("ft-2000", "aarch64"),
+    ("s2500", "aarch64"),
+    ("ampere", "aarch64"),
+    ("graviton", "aarch64"),
+    ("yitian", "aarch64"),
+    ("hygon", "x86_64"),
+    ("zhaoxin", "x86_64"),
+    ("intel", "x86_64"),
+    ("xeon", "x86_64"),
+    ("amd", "x86_64"),
+    ("epyc", "x86_64"),
 )
 
 _RANGE = re.compile(r"\[([0-9a-zA-Z]+):([0-9a-zA-Z]+)(?::(\d+))?\]")
@@ -86,7 +96,7 @@ def expand_host_pattern(name: str) -> list[str]:
     if not m:
         return [name]
     start, end, step = m.group(1), m.group(2), int(m.group(3) or 1)
-    head, tail = name[: m.start()], name[m.end():]
+    head, tail = name[: m.start()], name[m.end() :]
     if start.isdigit() and end.isdigit():
         width = len(start) if start.startswith("0") and len(start) > 1 else 0
         values = [str(i).zfill(width) for i in range(int(start), int(end) + 1, step)]
@@ -105,12 +115,20 @@ def _read(path: Path, file: str) -> Any:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError as exc:
-        problem = Problem("error", file, 0, 0, "", "inventory file not found",
-                          "pass an existing file with -i, or set DATAPLAT_INVENTORY")
+        problem = Problem(
+            "error",
+            file,
+            0,
+            0,
+            "",
+            "inventory file not found",
+            "pass an existing file with -i, or set DATAPLAT_INVENTORY",
+        )
         raise InventoryParseError(f"{file}: inventory file not found", [problem]) from exc
     except (OSError, UnicodeDecodeError) as exc:
-        problem = Problem("error", file, 0, 0, "", f"cannot read the inventory: {exc}",
-                          "make the file readable UTF-8 text")
+        problem = Problem(
+            "error", file, 0, 0, "", f"cannot read the inventory: {exc}", "make the file readable UTF-8 text"
+        )
         raise InventoryParseError(f"{file}: cannot read the inventory: {exc}", [problem]) from exc
     try:
         tree = _yaml().load(text)
@@ -131,19 +149,34 @@ def _read(path: Path, file: str) -> Any:
         problem = Problem("error", file, 0, 0, "", f"YAML error: {exc}", "fix the YAML syntax")
         raise InventoryParseError(problem.render(), [problem]) from exc
     if tree is None:
-        problem = Problem("error", file, 1, 1, "", "the inventory is empty",
-                          "start from inventory/local.yml or inventory/examples/")
+        problem = Problem(
+            "error",
+            file,
+            1,
+            1,
+            "",
+            "the inventory is empty",
+            "start from inventory/local.yml or inventory/examples/",
+        )
         raise InventoryParseError(problem.render(), [problem])
     if not isinstance(tree, Mapping):
         kind = "a list" if isinstance(tree, list) else f"the scalar {str(tree)[:40]!r}"
-        problem = Problem("error", file, 1, 1, "", f"the inventory must be a mapping of groups, not {kind}",
-                          "start the file with `all:` and put hosts and children under it")
+        problem = Problem(
+            "error",
+            file,
+            1,
+            1,
+            "",
+            f"the inventory must be a mapping of groups, not {kind}",
+            "start the file with `all:` and put hosts and children under it",
+        )
         raise InventoryParseError(problem.render(), [problem])
     return tree
 
 
-def load_role_defaults(roles_dir: Path = ROLES_DIR) -> tuple[dict[str, Any], dict[str, tuple[str, tuple]],
-                                                           dict[str, Any]]:
+def load_role_defaults(
+    roles_dir: Path = ROLES_DIR,
+) -> tuple[dict[str, Any], dict[str, tuple[str, tuple]], dict[str, Any]]:
     """Every role's ``defaults/main.yml`` merged: (values, var -> (file, path), file -> tree)."""
     values: dict[str, Any] = {}
     sources: dict[str, tuple[str, tuple]] = {}
@@ -308,10 +341,18 @@ def validate_inventory(path: str | os.PathLike[str]) -> tuple[Inventory | None, 
 
     problems.extend(_check_groups(builder, all_vars, file, tree))
     if Path(file).parent.joinpath("group_vars").is_dir() or Path(file).parent.joinpath("host_vars").is_dir():
-        problems.append(Problem(
-            "warning", file, 1, 1, "", "group_vars/ or host_vars/ beside the inventory are not read by "
-            "dataplat, so its checks and placement do not see them",
-            "move those variables into the inventory file (all.vars, group vars, host vars)"))
+        problems.append(
+            Problem(
+                "warning",
+                file,
+                1,
+                1,
+                "",
+                "group_vars/ or host_vars/ beside the inventory are not read by "
+                "dataplat, so its checks and placement do not see them",
+                "move those variables into the inventory file (all.vars, group vars, host vars)",
+            )
+        )
 
     # merged host variables
     hosts: dict[str, Host] = {}
@@ -350,8 +391,12 @@ def validate_inventory(path: str | os.PathLike[str]) -> tuple[Inventory | None, 
     groups["ungrouped"] = [h for h, host in hosts.items() if host.groups == ("ungrouped",)]
 
     inventory = Inventory(
-        path=Path(path), hosts=hosts, groups=groups, all_vars=all_vars,
-        var_sources=var_sources, trees={file: tree, **default_trees},
+        path=Path(path),
+        hosts=hosts,
+        groups=groups,
+        all_vars=all_vars,
+        var_sources=var_sources,
+        trees={file: tree, **default_trees},
         group_sources={g: (file, grp.definitions[0]) for g, grp in builder.groups.items() if grp.definitions},
         host_sources={h: (file, p) for h, p in builder.host_paths.items()},
         invalid_vars=frozenset(str(p[-1]) for p in invalid_paths),
@@ -391,23 +436,48 @@ def _check_groups(builder: _Builder, all_vars: Mapping[str, Any], file: str, tre
             continue
         where = group.definitions[0]
         line, col = position(tree, where)
-        problems.append(Problem(
-            "error", file, line, col, dotted(where), f"unknown group {name!r}",
-            f"use one of {', '.join(KNOWN_GROUPS)}; to keep a group of your own, list it in "
-            f"all.vars.dataplat_extra_groups"))
+        problems.append(
+            Problem(
+                "error",
+                file,
+                line,
+                col,
+                dotted(where),
+                f"unknown group {name!r}",
+                f"use one of {', '.join(KNOWN_GROUPS)}; to keep a group of your own, list it in "
+                f"all.vars.dataplat_extra_groups",
+            )
+        )
     for name, group in builder.groups.items():
         if name in builder.ancestors(name):
             where = group.definitions[-1]
             line, col = position(tree, where)
-            problems.append(Problem("error", file, line, col, dotted(where),
-                                    f"group {name!r} is its own ancestor", "remove the cycle in children"))
+            problems.append(
+                Problem(
+                    "error",
+                    file,
+                    line,
+                    col,
+                    dotted(where),
+                    f"group {name!r} is its own ancestor",
+                    "remove the cycle in children",
+                )
+            )
     for name in builder.host_order:
         if name in builder.groups and name not in IMPLICIT_GROUPS:
             where = builder.groups[name].definitions[0]
             line, col = position(tree, where)
-            problems.append(Problem("warning", file, line, col, dotted(where),
-                                    f"{name!r} is both a host and a group; Ansible patterns become ambiguous",
-                                    "rename the host or the group"))
+            problems.append(
+                Problem(
+                    "warning",
+                    file,
+                    line,
+                    col,
+                    dotted(where),
+                    f"{name!r} is both a host and a group; Ansible patterns become ambiguous",
+                    "rename the host or the group",
+                )
+            )
     return problems
 
 
@@ -421,9 +491,13 @@ def _check_hosts(inv: Inventory) -> list[Problem]:
             lowered = model.lower()
             implied = next((a for key, a in _CPU_ARCH if key in lowered), None)
             if implied is not None and implied != arch:
-                problems.append(inv.origin(name, "arch").problem(
-                    "error", f"host {name}: cpu_model {model!r} is an {implied} CPU but arch says {arch}",
-                    f"set arch: {implied}, or correct cpu_model"))
+                problems.append(
+                    inv.origin(name, "arch").problem(
+                        "error",
+                        f"host {name}: cpu_model {model!r} is an {implied} CPU but arch says {arch}",
+                        f"set arch: {implied}, or correct cpu_model",
+                    )
+                )
         nics = v.get("nics") or []
         seen_nics: set[str] = set()
         seen_devs: set[str] = set()
@@ -432,42 +506,65 @@ def _check_hosts(inv: Inventory) -> list[Problem]:
                 continue
             nic_name = str(nic.get("name", ""))
             if nic_name in seen_nics:
-                problems.append(inv.origin(name, "nics", i, "name").problem(
-                    "error", f"host {name}: NIC {nic_name!r} is declared twice", "declare each NIC once"))
+                problems.append(
+                    inv.origin(name, "nics", i, "name").problem(
+                        "error", f"host {name}: NIC {nic_name!r} is declared twice", "declare each NIC once"
+                    )
+                )
             seen_nics.add(nic_name)
             rdma = nic.get("rdma")
             if not isinstance(rdma, Mapping):
                 continue
             device = str(rdma.get("device", ""))
             if device in seen_devs:
-                problems.append(inv.origin(name, "nics", i, "rdma", "device").problem(
-                    "error", f"host {name}: RDMA device {device!r} is declared on two NICs",
-                    "each NIC has its own RDMA device (mlx5_0, mlx5_1, ...)"))
+                problems.append(
+                    inv.origin(name, "nics", i, "rdma", "device").problem(
+                        "error",
+                        f"host {name}: RDMA device {device!r} is declared on two NICs",
+                        "each NIC has its own RDMA device (mlx5_0, mlx5_1, ...)",
+                    )
+                )
             seen_devs.add(device)
             kind = rdma.get("type")
             mtu = rdma.get("mtu")
             if isinstance(mtu, int) and not isinstance(mtu, bool):
                 allowed = ROCE_MTUS if kind == "roce_v2" else IB_MTUS if kind == "infiniband" else ()
                 if allowed and mtu not in allowed:
-                    problems.append(inv.origin(name, "nics", i, "rdma", "mtu").problem(
-                        "error", f"host {name}: MTU {mtu} is not valid for {kind} on {device}",
-                        f"use one of {', '.join(map(str, allowed))} (RoCE fabrics usually 4096)"))
+                    problems.append(
+                        inv.origin(name, "nics", i, "rdma", "mtu").problem(
+                            "error",
+                            f"host {name}: MTU {mtu} is not valid for {kind} on {device}",
+                            f"use one of {', '.join(map(str, allowed))} (RoCE fabrics usually 4096)",
+                        )
+                    )
             if kind == "roce_v2" and "pfc_priority" not in rdma and rdma.get("ecn") is not True:
-                problems.append(inv.origin(name, "nics", i, "rdma").problem(
-                    "warning", f"host {name}: RoCEv2 on {device} has neither PFC nor ECN: the fabric is "
-                    "lossy under congestion",
-                    "set pfc_priority (usually 3) and ecn: true as the switches do"))
+                problems.append(
+                    inv.origin(name, "nics", i, "rdma").problem(
+                        "warning",
+                        f"host {name}: RoCEv2 on {device} has neither PFC nor ECN: the fabric is "
+                        "lossy under congestion",
+                        "set pfc_priority (usually 3) and ecn: true as the switches do",
+                    )
+                )
             if kind == "infiniband" and "pfc_priority" in rdma:
-                problems.append(inv.origin(name, "nics", i, "rdma", "pfc_priority").problem(
-                    "warning", f"host {name}: pfc_priority has no meaning on InfiniBand ({device})",
-                    "remove pfc_priority, or set type: roce_v2 if this is an Ethernet fabric"))
+                problems.append(
+                    inv.origin(name, "nics", i, "rdma", "pfc_priority").problem(
+                        "warning",
+                        f"host {name}: pfc_priority has no meaning on InfiniBand ({device})",
+                        "remove pfc_priority, or set type: roce_v2 if this is an Ethernet fabric",
+                    )
+                )
     # platform-wide settings
     if inv.hosts:
         first = next(iter(inv.hosts))
         wh = inv.hosts_of("warehouse")
         ref = wh[0].name if wh else first
         if inv.var(ref, "warehouse_dcs") == "etcd3" and not inv.var(ref, "warehouse_etcd_hosts"):
-            problems.append(inv.origin(ref, "warehouse_dcs").problem(
-                "error", "warehouse_dcs is etcd3 but warehouse_etcd_hosts is empty",
-                "list the etcd endpoints in warehouse_etcd_hosts (host:2379), or use warehouse_dcs: raft"))
+            problems.append(
+                inv.origin(ref, "warehouse_dcs").problem(
+                    "error",
+                    "warehouse_dcs is etcd3 but warehouse_etcd_hosts is empty",
+                    "list the etcd endpoints in warehouse_etcd_hosts (host:2379), or use warehouse_dcs: raft",
+                )
+            )
     return problems

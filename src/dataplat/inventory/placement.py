@@ -35,14 +35,24 @@ from typing import Any
 from dataplat.inventory.model import ARCHES, Host, Inventory, Origin, Problem
 
 COMPONENTS: tuple[str, ...] = (
-    "warehouse", "warehouse-witness", "stream", "lake", "metrics", "serving", "decision", "loadgen",
+    "warehouse",
+    "warehouse-witness",
+    "stream",
+    "lake",
+    "metrics",
+    "serving",
+    "decision",
+    "loadgen",
 )
 
 PORT_VARS: dict[str, dict[str, str]] = {
     "warehouse": {"pg": "warehouse_pg_port", "rest": "warehouse_rest_port", "raft": "warehouse_raft_port"},
     "warehouse-witness": {"raft": "warehouse_witness_raft_port"},
-    "stream": {"client": "stream_client_port", "monitor": "stream_monitor_port",
-               "cluster": "stream_cluster_port"},
+    "stream": {
+        "client": "stream_client_port",
+        "monitor": "stream_monitor_port",
+        "cluster": "stream_cluster_port",
+    },
     "metrics": {"http": "metrics_port"},
     "lake": {},
     "serving": {"http": "serving_port"},
@@ -77,10 +87,16 @@ class Instance:
     def from_dict(cls, d: Mapping[str, Any]) -> Instance:
         """Inverse of :meth:`to_dict`."""
         return cls(
-            component=d["component"], name=d["name"], host=d["host"], address=d["address"],
+            component=d["component"],
+            name=d["name"],
+            host=d["host"],
+            address=d["address"],
             ports={str(k): int(v) for k, v in (d.get("ports") or {}).items()},
-            arch=d.get("arch"), rack=d.get("rack"), az=d.get("az"),
-            pool=d.get("pool"), accelerator=d.get("accelerator"),
+            arch=d.get("arch"),
+            rack=d.get("rack"),
+            az=d.get("az"),
+            pool=d.get("pool"),
+            accelerator=d.get("accelerator"),
         )
 
 
@@ -157,28 +173,50 @@ class _Planner:
         self.per_component: dict[str, list[Instance]] = {c: [] for c in COMPONENTS}
 
     # -- helpers ------------------------------------------------------------------------------
-    def make(self, component: str, name: str, host: Host, offsets: Mapping[str, int] | int = 0,
-             pool: str | None = None, accelerator: str | None = None) -> Instance:
+    def make(
+        self,
+        component: str,
+        name: str,
+        host: Host,
+        offsets: Mapping[str, int] | int = 0,
+        pool: str | None = None,
+        accelerator: str | None = None,
+    ) -> Instance:
         ports: dict[str, int] = {}
         for port_name, var in PORT_VARS[component].items():
             offset = offsets if isinstance(offsets, int) else offsets.get(port_name, 0)
             ports[port_name] = _int(host.vars.get(var), 0) + offset
-        inst = Instance(component, name, host.name, host.address, ports, _arch(host),
-                        _label(host, "rack"), _label(host, "az"), pool, accelerator)
+        inst = Instance(
+            component,
+            name,
+            host.name,
+            host.address,
+            ports,
+            _arch(host),
+            _label(host, "rack"),
+            _label(host, "az"),
+            pool,
+            accelerator,
+        )
         self.per_component[component].append(inst)
         return inst
 
-    def spread_order(self, hosts: Sequence[Host], placed: Sequence[Instance],
-                     load: Counter[str]) -> Host:
+    def spread_order(self, hosts: Sequence[Host], placed: Sequence[Instance], load: Counter[str]) -> Host:
         """The host for the next replica: fewest replicas in its AZ, then rack, then host."""
         az_count = Counter(i.az for i in placed)
         rack_count = Counter((i.az, i.rack) for i in placed)
         host_count = Counter(i.host for i in placed)
         index = {h.name: n for n, h in enumerate(hosts)}
-        return min(hosts, key=lambda h: (
-            az_count[_label(h, "az")] if _label(h, "az") else 0,
-            rack_count[(_label(h, "az"), _label(h, "rack"))] if _label(h, "rack") else 0,
-            host_count[h.name], load[h.name], index[h.name]))
+        return min(
+            hosts,
+            key=lambda h: (
+                az_count[_label(h, "az")] if _label(h, "az") else 0,
+                rack_count[(_label(h, "az"), _label(h, "rack"))] if _label(h, "rack") else 0,
+                host_count[h.name],
+                load[h.name],
+                index[h.name],
+            ),
+        )
 
     def spread_warning(self, what: str, instances: Sequence[Instance], origin: Origin, hint: str) -> None:
         """Warn when replicas share a host, or sit in one AZ / rack although the inventory has several."""
@@ -189,18 +227,28 @@ class _Planner:
         per_host = Counter(i.host for i in instances)
         if len(per_host) < n:
             shared = ", ".join(f"{h} ({c})" for h, c in per_host.items() if c > 1)
-            self.problems.append(origin.problem(
-                "warning", f"{what}: replicas {names} share a host: {shared}; losing that host loses "
-                f"several replicas (fine for a one-machine platform)", hint))
+            self.problems.append(
+                origin.problem(
+                    "warning",
+                    f"{what}: replicas {names} share a host: {shared}; losing that host loses "
+                    f"several replicas (fine for a one-machine platform)",
+                    hint,
+                )
+            )
             return
         for level in ("az", "rack"):
             available = {v for h in self.inv.hosts.values() if (v := _label(h, level))}
             used = {getattr(i, level) for i in instances}
             if len(available) > 1 and len(used) == 1 and None not in used:
                 label = "AZ" if level == "az" else "rack"
-                self.problems.append(origin.problem(
-                    "warning", f"{what}: replicas {names} are all in {label} {used.pop()} although the "
-                    f"inventory has {len(available)} {label}s", hint))
+                self.problems.append(
+                    origin.problem(
+                        "warning",
+                        f"{what}: replicas {names} are all in {label} {used.pop()} although the "
+                        f"inventory has {len(available)} {label}s",
+                        hint,
+                    )
+                )
                 return
 
     # -- components ---------------------------------------------------------------------------
@@ -213,9 +261,13 @@ class _Planner:
                 idx += 1
         members = self.per_component["warehouse"]
         if not hosts:
-            self.problems.append(self.inv.group_origin("warehouse").problem(
-                "warning", "no host in the group warehouse: the warehouse will not be deployed",
-                "add hosts under all.children.warehouse.hosts"))
+            self.problems.append(
+                self.inv.group_origin("warehouse").problem(
+                    "warning",
+                    "no host in the group warehouse: the warehouse will not be deployed",
+                    "add hosts under all.children.warehouse.hosts",
+                )
+            )
             return
         first = hosts[0]
         skip = {"warehouse_members_per_host", "warehouse_synchronous_mode"} & self.inv.invalid_vars
@@ -223,31 +275,46 @@ class _Planner:
             origin = self.inv.origin(first.name, "warehouse_members_per_host")
             if not self.inv.in_inventory(origin):
                 origin = self.inv.group_origin("warehouse")
-            self.problems.append(origin.problem(
-                "error", "the warehouse has one host with warehouse_members_per_host 1, so it cannot have "
-                "the synchronous standby warehouse_synchronous_mode asks for",
-                "add a second host to the group warehouse, or set warehouse_members_per_host: 2 (one "
-                "machine), or set warehouse_synchronous_mode: false (no failover without data loss)"))
-        self.spread_warning("warehouse", members, self.inv.group_origin("warehouse"),
-                            "put warehouse hosts in different racks/AZs")
+            self.problems.append(
+                origin.problem(
+                    "error",
+                    "the warehouse has one host with warehouse_members_per_host 1, so it cannot have "
+                    "the synchronous standby warehouse_synchronous_mode asks for",
+                    "add a second host to the group warehouse, or set warehouse_members_per_host: 2 (one "
+                    "machine), or set warehouse_synchronous_mode: false (no failover without data loss)",
+                )
+            )
+        self.spread_warning(
+            "warehouse",
+            members,
+            self.inv.group_origin("warehouse"),
+            "put warehouse hosts in different racks/AZs",
+        )
         if first.vars.get("warehouse_dcs", "raft") == "raft":
             self.witness(hosts, members)
 
     def witness(self, wh_hosts: Sequence[Host], members: Sequence[Instance]) -> None:
         flagged = [h for h in self.inv.hosts.values() if h.vars.get("warehouse_witness") is True]
         if len(flagged) > 1:
-            self.problems.append(self.inv.origin(flagged[1].name, "warehouse_witness").problem(
-                "error", f"warehouse_witness is true on {len(flagged)} hosts "
-                f"({', '.join(h.name for h in flagged)}); the Raft witness runs once",
-                "set warehouse_witness: true on one host only (a host var, not a group var)"))
+            self.problems.append(
+                self.inv.origin(flagged[1].name, "warehouse_witness").problem(
+                    "error",
+                    f"warehouse_witness is true on {len(flagged)} hosts "
+                    f"({', '.join(h.name for h in flagged)}); the Raft witness runs once",
+                    "set warehouse_witness: true on one host only (a host var, not a group var)",
+                )
+            )
         if flagged:
             chosen = flagged[0]
         else:
             member_hosts = {i.host for i in members}
             member_azs = {i.az for i in members if i.az}
             component_groups = ("warehouse", "stream", "lake", "serving", "decision")
-            candidates = [h for h in self.inv.hosts.values()
-                          if h.name not in member_hosts and any(g in component_groups for g in h.groups)]
+            candidates = [
+                h
+                for h in self.inv.hosts.values()
+                if h.name not in member_hosts and any(g in component_groups for g in h.groups)
+            ]
             other_az = [h for h in candidates if _label(h, "az") and _label(h, "az") not in member_azs]
             chosen = (other_az or candidates or list(wh_hosts))[0]
         self.make("warehouse-witness", "witness", chosen)
@@ -257,11 +324,19 @@ class _Planner:
         for n, host in enumerate(hosts):
             self.make("stream", f"nats{n}", host)
         if not hosts:
-            self.problems.append(self.inv.group_origin("stream").problem(
-                "warning", "no host in the group stream: events will not be streamed",
-                "add hosts under all.children.stream.hosts"))
-        self.spread_warning("stream", self.per_component["stream"], self.inv.group_origin("stream"),
-                            "put stream hosts in different racks/AZs")
+            self.problems.append(
+                self.inv.group_origin("stream").problem(
+                    "warning",
+                    "no host in the group stream: events will not be streamed",
+                    "add hosts under all.children.stream.hosts",
+                )
+            )
+        self.spread_warning(
+            "stream",
+            self.per_component["stream"],
+            self.inv.group_origin("stream"),
+            "put stream hosts in different racks/AZs",
+        )
 
     def lake(self) -> None:
         for n, host in enumerate(self.inv.hosts_of("lake")):
@@ -275,9 +350,13 @@ class _Planner:
             pools = []
         if not hosts:
             if any(_int(p.get("replicas"), 0) > 0 for p in pools if isinstance(p, Mapping)):
-                self.problems.append(self.inv.group_origin("serving").problem(
-                    "warning", "no host in the group serving: no model-serving pool will be deployed",
-                    "add hosts under all.children.serving.hosts"))
+                self.problems.append(
+                    self.inv.group_origin("serving").problem(
+                        "warning",
+                        "no host in the group serving: no model-serving pool will be deployed",
+                        "add hosts under all.children.serving.hosts",
+                    )
+                )
             return
         load: Counter[str] = Counter()
         seen: set[str] = set()
@@ -289,8 +368,11 @@ class _Planner:
             accel = str(pool.get("accelerator", "cpu"))
             replicas = _int(pool.get("replicas"), 1)
             if name in seen:
-                self.problems.append(self.inv.origin(ref, "serving_pools", index, "name").problem(
-                    "error", f"serving pool {name!r} is declared twice", "give every pool its own name"))
+                self.problems.append(
+                    self.inv.origin(ref, "serving_pools", index, "name").problem(
+                        "error", f"serving pool {name!r} is declared twice", "give every pool its own name"
+                    )
+                )
                 continue
             seen.add(name)
             if accel == "cpu":
@@ -301,36 +383,56 @@ class _Planner:
                 continue
             if not eligible:
                 have = sorted({k for h in hosts for k in _accelerator_kinds(h)}) or ["none"]
-                self.problems.append(self.inv.origin(ref, "serving_pools", index, "accelerator").problem(
-                    "error", f"serving pool {name!r} needs {accel} accelerators but no host of the group "
-                    f"serving declares any (serving hosts declare: {', '.join(have)})",
-                    f"declare accelerators: [{{kind: {accel}, model: ..., count: N}}] on the {accel} hosts "
-                    f"and put them in the group serving, or change this pool's accelerator"))
+                self.problems.append(
+                    self.inv.origin(ref, "serving_pools", index, "accelerator").problem(
+                        "error",
+                        f"serving pool {name!r} needs {accel} accelerators but no host of the group "
+                        f"serving declares any (serving hosts declare: {', '.join(have)})",
+                        f"declare accelerators: [{{kind: {accel}, model: ..., count: N}}] on the "
+                        f"{accel} hosts and put them in the group serving, or change this pool's "
+                        f"accelerator",
+                    )
+                )
                 continue
             placed: list[Instance] = []
             for i in range(replicas):
                 host = self.spread_order(eligible, placed, load)
-                placed.append(self.make("serving", f"serving-{name}-{i}", host, load[host.name],
-                                        pool=name, accelerator=accel))
+                placed.append(
+                    self.make(
+                        "serving", f"serving-{name}-{i}", host, load[host.name], pool=name, accelerator=accel
+                    )
+                )
                 load[host.name] += 1
                 if accel != "cpu":
                     device_use[(host.name, accel)] += 1
-            self.spread_warning(f"serving pool {name}", placed,
-                                self.inv.origin(ref, "serving_pools", index, "replicas"),
-                                f"add {accel} serving hosts in other racks/AZs, or lower replicas")
+            self.spread_warning(
+                f"serving pool {name}",
+                placed,
+                self.inv.origin(ref, "serving_pools", index, "replicas"),
+                f"add {accel} serving hosts in other racks/AZs, or lower replicas",
+            )
         for (hname, accel), used in device_use.items():
             devices = _accelerator_kinds(self.inv.hosts[hname]).get(accel, 0)
             if used > devices:
-                self.problems.append(self.inv.origin(hname, "accelerators").problem(
-                    "warning", f"host {hname} gets {used} {accel} serving replicas but declares {devices} "
-                    f"{accel} devices", "lower the pool's replicas or add hosts"))
+                self.problems.append(
+                    self.inv.origin(hname, "accelerators").problem(
+                        "warning",
+                        f"host {hname} gets {used} {accel} serving replicas but declares {devices} "
+                        f"{accel} devices",
+                        "lower the pool's replicas or add hosts",
+                    )
+                )
 
     def decision(self) -> None:
         hosts = self.inv.hosts_of("decision")
         if not hosts:
-            self.problems.append(self.inv.group_origin("decision").problem(
-                "warning", "no host in the group decision: the decision service will not be deployed",
-                "add hosts under all.children.decision.hosts"))
+            self.problems.append(
+                self.inv.group_origin("decision").problem(
+                    "warning",
+                    "no host in the group decision: the decision service will not be deployed",
+                    "add hosts under all.children.decision.hosts",
+                )
+            )
             return
         replicas = _int(hosts[0].vars.get("decision_replicas"), 1)
         load: Counter[str] = Counter()
@@ -339,8 +441,12 @@ class _Planner:
             host = self.spread_order(hosts, placed, load)
             placed.append(self.make("decision", f"decision-{i}", host, load[host.name]))
             load[host.name] += 1
-        self.spread_warning("decision", placed, self.inv.origin(hosts[0].name, "decision_replicas"),
-                            "add decision hosts in other racks/AZs")
+        self.spread_warning(
+            "decision",
+            placed,
+            self.inv.origin(hosts[0].name, "decision_replicas"),
+            "add decision hosts in other racks/AZs",
+        )
 
     def loadgen(self) -> None:
         for host in self.inv.hosts_of("loadgen"):
@@ -356,9 +462,13 @@ class _Planner:
         for host in self.inv.hosts.values():
             arch = host.vars.get("arch")
             if arch is not None and arch not in ARCHES:
-                self.problems.append(self.inv.origin(host.name, "arch").problem(
-                    "error", f"host {host.name}: architecture {arch!r} has no dataplat binaries",
-                    "use x86_64 or aarch64"))
+                self.problems.append(
+                    self.inv.origin(host.name, "arch").problem(
+                        "error",
+                        f"host {host.name}: architecture {arch!r} has no dataplat binaries",
+                        "use x86_64 or aarch64",
+                    )
+                )
 
     def check_ports(self, instances: Sequence[Instance]) -> None:
         bound: dict[tuple[str, int], tuple[Instance, str]] = {}
@@ -367,9 +477,13 @@ class _Planner:
                 key = (inst.address, port)
                 var = PORT_VARS[inst.component][port_name]
                 if not 1 <= port <= 65535:
-                    self.problems.append(self.inv.origin(inst.host, var).problem(
-                        "error", f"{inst.name} {port_name} port {port} is outside 1-65535",
-                        f"lower {var}; members and replicas count up from it"))
+                    self.problems.append(
+                        self.inv.origin(inst.host, var).problem(
+                            "error",
+                            f"{inst.name} {port_name} port {port} is outside 1-65535",
+                            f"lower {var}; members and replicas count up from it",
+                        )
+                    )
                     continue
                 if key not in bound:
                     bound[key] = (inst, port_name)
@@ -385,12 +499,16 @@ class _Planner:
                     here, there, var, other_var = there, here, other_var, var
                 if not self.inv.in_inventory(here):
                     here = self.inv.host_origin(inst.host)
-                self.problems.append(here.problem(
-                    "error", f"{inst.address}:{port} is bound twice on host {inst.host}: {other.name} "
-                    f"{other_port} ({PORT_VARS[other.component][other_port]}) and {inst.name} {port_name} "
-                    f"({PORT_VARS[inst.component][port_name]})",
-                    f"give {var} a value no other component uses on {inst.address} ({other_var} is set "
-                    f"at {there.file}:{there.line}; members and replicas count up from each base port)"))
+                self.problems.append(
+                    here.problem(
+                        "error",
+                        f"{inst.address}:{port} is bound twice on host {inst.host}: "
+                        f"{other.name} {other_port} ({PORT_VARS[other.component][other_port]}) and "
+                        f"{inst.name} {port_name} ({PORT_VARS[inst.component][port_name]})",
+                        f"give {var} a value no other component uses on {inst.address} ({other_var} is set "
+                        f"at {there.file}:{there.line}; members and replicas count up from each base port)",
+                    )
+                )
 
     def run(self) -> Plan:
         self.check_arch()
@@ -401,8 +519,16 @@ class _Planner:
         self.decision()
         self.loadgen()
         self.metrics()
-        order = ("warehouse", "warehouse-witness", "stream", "lake", "metrics", "serving", "decision",
-                 "loadgen")
+        order = (
+            "warehouse",
+            "warehouse-witness",
+            "stream",
+            "lake",
+            "metrics",
+            "serving",
+            "decision",
+            "loadgen",
+        )
         instances = tuple(i for c in order for i in self.per_component[c])
         self.check_ports(instances)
         return Plan(instances, tuple(dict.fromkeys(self.problems)))

@@ -23,17 +23,39 @@ PathElem = str | int
 
 # What to write instead, for values people commonly get wrong.
 _ALIASES = {
-    "arch": {"arm64": "aarch64", "armv8": "aarch64", "aarch": "aarch64", "amd64": "x86_64", "x64": "x86_64",
-             "x86": "x86_64", "x86-64": "x86_64"},
-    "family": {"openEuler": "openeuler", "euleros": "openeuler", "Kylin": "kylin", "kylinos": "kylin",
-               "uniontech": "uos", "UOS": "uos", "rhel": "centos", "redhat": "centos"},
+    "arch": {
+        "arm64": "aarch64",
+        "armv8": "aarch64",
+        "aarch": "aarch64",
+        "amd64": "x86_64",
+        "x64": "x86_64",
+        "x86": "x86_64",
+        "x86-64": "x86_64",
+    },
+    "family": {
+        "openEuler": "openeuler",
+        "euleros": "openeuler",
+        "Kylin": "kylin",
+        "kylinos": "kylin",
+        "uniontech": "uos",
+        "UOS": "uos",
+        "rhel": "centos",
+        "redhat": "centos",
+    },
     "type": {"roce": "roce_v2", "rocev2": "roce_v2", "roce-v2": "roce_v2", "ib": "infiniband"},
     "kind": {"gpu": "nvidia", "cuda": "nvidia", "npu": "ascend", "huawei": "ascend"},
     "accelerator": {"gpu": "nvidia", "npu": "ascend", "none": "cpu"},
 }
 
-_TYPE_NAMES = {"object": "a mapping", "array": "a list", "string": "a string", "integer": "an integer",
-               "number": "a number", "boolean": "true or false", "null": "empty"}
+_TYPE_NAMES = {
+    "object": "a mapping",
+    "array": "a list",
+    "string": "a string",
+    "integer": "an integer",
+    "number": "a number",
+    "boolean": "true or false",
+    "null": "empty",
+}
 
 
 @dataclass(frozen=True)
@@ -114,15 +136,22 @@ def _issue(err: ValidationError) -> Iterator[SchemaIssue]:
         return
     if v in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
         bound = err.validator_value
-        words = {"minimum": f"at least {bound}", "maximum": f"at most {bound}",
-                 "exclusiveMinimum": f"greater than {bound}", "exclusiveMaximum": f"less than {bound}"}[v]
+        words = {
+            "minimum": f"at least {bound}",
+            "maximum": f"at most {bound}",
+            "exclusiveMinimum": f"greater than {bound}",
+            "exclusiveMaximum": f"less than {bound}",
+        }[v]
         if key.endswith("_port"):
             words = "a TCP port between 1 and 65535"
         yield SchemaIssue(path, f"{value!r} is out of range: must be {words}", f"set {key} to {words}")
         return
     if v == "pattern":
-        yield SchemaIssue(path, f"{value!r} does not match {err.validator_value}",
-                          f"{key} may only use the characters of {err.validator_value}")
+        yield SchemaIssue(
+            path,
+            f"{value!r} does not match {err.validator_value}",
+            f"{key} may only use the characters of {err.validator_value}",
+        )
         return
     if v in ("minLength", "minItems", "minProperties"):
         what = key or "the inventory"
