@@ -128,7 +128,8 @@ def check_inventory(
                 )
             )
         else:
-            resolved = resolve_home(home, inventory.all_vars.get("dataplat_home"))
+            first = next(iter(inventory.hosts), None)
+            resolved = resolve_home(home, inventory.declared(first, "dataplat_home"))
             run = gather_facts(inventory.path, resolved, hosts=list(inventory.hosts))
             report.facts = run.facts
             report.unreachable = run.unreachable

@@ -190,6 +190,19 @@ class Inventory:
             raise KeyError(f"no host {host!r} in inventory {self.path}")
         return h.vars.get(name, default)
 
+    def declared(self, host: str | None, name: str, default: Any = None) -> Any:
+        """Like :meth:`var`, but only a value the inventory itself sets (role defaults ignored).
+
+        With ``host`` None: the value ``all.vars`` sets. Use it for settings whose role
+        default is a placeholder that the CLI resolves (e.g. ``dataplat_home``).
+        """
+        if host is None:
+            return self.all_vars.get(name, default)
+        source = self.var_sources.get(host, {}).get(name)
+        if source is None or source[0] != str(self.path):
+            return default
+        return self.hosts[host].vars.get(name, default)
+
     def origin(self, host: str | None, name: str, *sub: PathElem) -> Origin:
         """Where the value of ``name`` seen by ``host`` (or by any host, when None) was set.
 
