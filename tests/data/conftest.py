@@ -11,10 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from pgtmp import TempPostgres, pg_bin_dir  # noqa: E402
-
-LOAD_SF = 0.002
-LOAD_SEED = 424242
+from data_testkit import LOAD_SEED, LOAD_SF, TempPostgres, pg_bin_dir  # noqa: E402
 
 
 @pytest.fixture(scope="session")

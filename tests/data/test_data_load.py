@@ -11,7 +11,7 @@ import psycopg
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
-from conftest import LOAD_SEED, LOAD_SF
+from data_testkit import LOAD_SEED, LOAD_SF
 
 from dataplat.data.generate import generate
 from dataplat.data.load import TableLoad, lake_dataset, load, warehouse_dataset
@@ -144,3 +144,24 @@ def test_cli_loads_one_store_and_prints_json(pg, monkeypatch, capsys, tmp_path) 
     assert rows["customers"] == 1000
     info = warehouse_dataset(pg.conninfo, schema="cli_bank")
     assert info is not None and info.seed == 5
+
+
+def test_lake_only_load_with_progress_bar(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    from pyiceberg.catalog.sql import SqlCatalog
+
+    catalog = SqlCatalog("p", uri=f"sqlite:///{tmp_path}/c.db", warehouse=f"file://{tmp_path}/w")
+    results = load(0.001, 9, catalog=catalog, namespace="p", targets=("lake",), progress=True)
+    assert {r.store for r in results} == {"generate", "lake"}
+    assert catalog.load_table(("p", "customers")).scan().to_arrow().num_rows == 1000
+    assert capsys.readouterr().out == ""  # the bar goes to stderr
+
+
+def test_load_needs_its_stores() -> None:
+    from dataplat.errors import ConfigError
+
+    with pytest.raises(ConfigError):
+        load(0.001, 1, targets=("warehouse",))
+    with pytest.raises(ConfigError):
+        load(0.001, 1, targets=("lake",))
+    with pytest.raises(ConfigError):
+        load(0.001, 1, conninfo="host=x", targets=("nowhere",))

@@ -1,4 +1,5 @@
-"""A throw-away PostgreSQL from pgserver's binaries, for tests and local benchmarks.
+"""Test kit of the data tests: a throw-away PostgreSQL from pgserver's binaries (also
+used by bench/data_load.py --start-pg) and the parameters of the shared load.
 
 PostgreSQL refuses to run as root: under euid 0 the server runs as the unprivileged
 ``dataplat`` user (created if missing) through ``runuser``.
@@ -18,6 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 SERVICE_USER = "dataplat"
+LOAD_SF = 0.002
+"""Scale factor of the load shared by the integration tests (2,000 customers)."""
+LOAD_SEED = 424242
 
 
 def pg_bin_dir() -> Path | None:
