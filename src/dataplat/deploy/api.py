@@ -16,7 +16,7 @@ from typing import Any
 
 from dataplat.config import resolve_home
 from dataplat.deploy.runner import EventHandler, RunResult, run_playbook
-from dataplat.errors import DeployError, InventoryError
+from dataplat.errors import DeployError
 from dataplat.platform import endpoints
 
 DEPLOYED_COMPONENTS = frozenset({"warehouse", "warehouse-witness", "stream", "lake", "metrics"})
@@ -104,13 +104,10 @@ def prepare(
     from dataplat.inventory.loader import load_inventory
     from dataplat.inventory.placement import plan as make_plan
 
-    inventory = load_inventory(inventory_path)
+    inventory = load_inventory(inventory_path)  # raises on any error, placement's included
     plan = make_plan(inventory)
-    errors = [p for p in plan.problems if p.severity == "error"]
-    if errors:
-        raise InventoryError(f"placement of {inventory_path} failed with {len(errors)} error(s)", errors)
     first_host = next(iter(inventory.hosts), None)
-    home = resolve_home(home_flag, inventory.var(first_host, "dataplat_home") if first_host else None)
+    home = resolve_home(home_flag, inventory.declared(first_host, "dataplat_home") if first_host else None)
     return inventory, plan, home, resolve_settings(inventory, plan, home)
 
 

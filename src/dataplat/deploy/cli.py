@@ -95,7 +95,7 @@ def home_of(args: argparse.Namespace) -> Path:
     except (InventoryError, OSError):
         return resolve_home(None)
     first = next(iter(inventory.hosts), None)
-    return resolve_home(None, inventory.var(first, "dataplat_home") if first else None)
+    return resolve_home(None, inventory.declared(first, "dataplat_home") if first else None)
 
 
 def cmd_down(args: argparse.Namespace) -> int:

@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from prometheus_client import start_http_server
+from prometheus_client import make_wsgi_app
 from prometheus_client.core import REGISTRY, CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -76,6 +76,29 @@ class PlatformCollector(Collector):
         yield CounterMetricFamily("dataplat_exporter_probe_errors", "Probes that failed", value=self.errors)
 
 
+def serve(address: str, port: int) -> None:
+    """Serve ``/metrics`` (and any other path but ``/healthz``) with prometheus_client's
+    WSGI app, and ``/healthz`` without probing anything, in a daemon thread."""
+    from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+    from prometheus_client.exposition import ThreadingWSGIServer
+
+    metrics_app = make_wsgi_app()
+
+    def app(environ, start_response):  # type: ignore[no-untyped-def]
+        if environ.get("PATH_INFO") == "/healthz":
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            return [b"ok\n"]
+        return metrics_app(environ, start_response)
+
+    class QuietHandler(WSGIRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+            pass
+
+    server = make_server(address, port, app, ThreadingWSGIServer, handler_class=QuietHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m dataplat.platform.exporter")
     parser.add_argument("--home", required=True, type=Path)
@@ -84,7 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     address, _, port = args.listen.rpartition(":")
     REGISTRY.register(PlatformCollector(args.home, args.instance))
-    start_http_server(int(port), addr=address or "127.0.0.1")
+    serve(address or "127.0.0.1", int(port))
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
