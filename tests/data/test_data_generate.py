@@ -105,7 +105,8 @@ def test_pii_formats() -> None:
         assert x[6:14] == born.strftime("%Y%m%d")
         assert int(x[16]) % 2 == (1 if g == "M" else 0)
     assert all(mobile_valid(x) for x in c.column("mobile").to_pylist())
-    assert pc.count_distinct(c.column("email")).as_py() == c.num_rows
+    for col in ("id_number", "mobile", "email"):
+        assert pc.count_distinct(c.column(col)).as_py() == c.num_rows, col
     assert all(2 <= len(n) <= 4 for n in c.column("name").to_pylist())
     cards = bank()["cards"].column("card_no").to_pylist()
     assert all(luhn_valid(x) and x.startswith("62") and len(x) in (16, 19) for x in cards)
@@ -150,3 +151,18 @@ def test_bad_scale_factor() -> None:
     for sf in (0, -1, float("nan"), float("inf")):
         with pytest.raises(ValueError):
             Plan.of(sf)
+
+
+def test_keyed_permutation_is_a_bijection() -> None:
+    import numpy as np
+
+    from dataplat.data.generate import _keys, _permute
+
+    for n in (1, 2, 7, 1000, 4097):
+        out = _permute(np.arange(n), n, _keys(1, "t"))
+        assert sorted(out.tolist()) == list(range(n))
+    a = _permute(np.arange(1000), 10**8, _keys(1, "t"))
+    assert len(set(a.tolist())) == 1000 and a.max() < 10**8
+    assert not np.array_equal(a, _permute(np.arange(1000), 10**8, _keys(2, "t")))
+    with pytest.raises(ValueError):
+        Plan.of(101)

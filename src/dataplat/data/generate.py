@@ -22,6 +22,7 @@ import math
 import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import pyarrow as pa
@@ -39,6 +40,8 @@ DEFAULT_SEED = 20261121
 CUSTOMERS_PER_SF = 1_000_000
 BRANCHES_PER_SF = 500
 MIN_BRANCHES = 5
+MAX_CUSTOMERS = 100_000_000
+"""Unique mobiles and ID numbers are guaranteed up to here (SF 100)."""
 BLOCK_CUSTOMERS = 25_000
 """Customers per generation block: the unit of determinism (never change lightly)."""
 DEFAULT_CHUNK_CUSTOMERS = 100_000
@@ -292,6 +295,10 @@ class Plan:
         if not (sf > 0 and math.isfinite(sf)):
             raise ValueError(f"scale factor must be a positive number, got {sf!r}")
         customers = max(1, round(CUSTOMERS_PER_SF * sf))
+        if customers > MAX_CUSTOMERS:
+            raise ValueError(
+                f"scale factor {sf} is beyond the largest supported, {MAX_CUSTOMERS // CUSTOMERS_PER_SF}"
+            )
         branches = max(MIN_BRANCHES, round(BRANCHES_PER_SF * sf))
         return cls(sf, customers, branches, -(-customers // BLOCK_CUSTOMERS))
 
@@ -401,6 +408,59 @@ def _luhn_check_digits(payload: np.ndarray, length: int) -> np.ndarray:
     return (10 - total % 10) % 10
 
 
+def _keys(seed: int, purpose: str) -> np.ndarray:
+    return np.random.SeedSequence([seed, zlib.crc32(purpose.encode())]).generate_state(4, dtype=np.uint64)
+
+
+def _feistel(x: np.ndarray, half: int, keys: np.ndarray) -> np.ndarray:
+    mask = np.uint64((1 << half) - 1)
+    shift = np.uint64(half)
+    left, right = x >> shift, x & mask
+    for k in keys:
+        f = right * np.uint64(0x9E3779B97F4A7C15) + k
+        f ^= f >> np.uint64(29)
+        f *= np.uint64(0xBF58476D1CE4E5B9)
+        f ^= f >> np.uint64(32)
+        left, right = right, left ^ (f & mask)
+    return (left << shift) | right
+
+
+def _permute(i: np.ndarray, n: int, keys: np.ndarray) -> np.ndarray:
+    """A keyed pseudo-random bijection of ``[0, n)``: a Feistel network with cycle walking.
+
+    Distinct inputs give distinct outputs, so values derived from it (ID numbers, mobiles,
+    card numbers) are unique across blocks without any shared state.
+    """
+    half = max(1, -(-(n - 1).bit_length() // 2))
+    x = np.asarray(i, dtype=np.uint64).copy()
+    if len(x) and int(x.max()) >= n:
+        raise ValueError(f"permutation input beyond its domain [0, {n})")
+    todo = np.arange(len(x))
+    while todo.size:
+        y = _feistel(x[todo], half, keys)
+        x[todo] = y
+        todo = todo[y >= np.uint64(n)]
+    return x.astype(np.int64)
+
+
+_AGE_MIN_DAYS = int(18 * 365.25) + 91
+_AGE_MAX_DAYS = int(85 * 365.25)
+_ID_SLOTS_PER_DAY = len(_DISTRICTS) * 500  # (region, sequence pair) per birth day and gender
+_ID_CAPACITY = 200_000_000
+
+
+@lru_cache(maxsize=1)
+def _birth_slots() -> np.ndarray:
+    """Cumulative ID slots per age in days (a normal around 42 years, sd 13): slot ``s``
+    belongs to age ``_AGE_MIN_DAYS + searchsorted(...)``; no day holds more slots than
+    there are (region, sequence) pairs, so no two customers share an ID number."""
+    ages = np.arange(_AGE_MIN_DAYS, _AGE_MAX_DAYS + 1)
+    pdf = np.exp(-0.5 * ((ages - 42 * 365.25) / (13 * 365.25)) ** 2)
+    cap = np.floor(pdf / pdf.sum() * _ID_CAPACITY).astype(np.int64)
+    assert cap.max() <= _ID_SLOTS_PER_DAY
+    return np.concatenate([[0], np.cumsum(cap)])
+
+
 def _ymd(days: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     d = days.astype("datetime64[D]")
     months = d.astype("datetime64[M]")
@@ -497,10 +557,17 @@ def _block(plan: Plan, seed: int, block: int, as_of: dt.date) -> dict[str, pa.Re
     rng = _rng(seed, "customers", block)
     cid = np.arange(first + 1, first + n + 1, dtype=np.int64)
     segment = rng.choice(3, n, p=_SEGMENT_P)
-    male = rng.random(n) < 0.5
-    age_days = np.clip(rng.normal(42 * 365.25, 13 * 365.25, n), 18 * 365.25 + 91, 85 * 365.25).astype(
-        np.int64
-    )
+    # (birth date, gender, region, sequence) of the ID number: a keyed bijection of the
+    # customer id, so ID numbers are unique across blocks and ages follow _birth_slots()
+    slots = _birth_slots()
+    x = _permute(cid - 1, 2 * int(slots[-1]), _keys(seed, "id_number"))
+    male = (x & 1).astype(bool)
+    slot = x >> 1
+    age_idx = np.searchsorted(slots, slot, side="right") - 1
+    within = slot - slots[age_idx]
+    age_days = _AGE_MIN_DAYS + age_idx
+    birth_dist = within % len(_DISTRICTS)
+    seq3 = within // len(_DISTRICTS) * 2 + male
     birth = a - age_days
     new = rng.random(n) < 0.06
     max_tenure = np.minimum(age_days - int(18 * 365.25), 20 * 365)
@@ -508,7 +575,6 @@ def _block(plan: Plan, seed: int, block: int, as_of: dt.date) -> dict[str, pa.Re
     opened = a - tenure
     branch = rng.integers(0, plan.branches, n)
     dist = np.where(rng.random(n) < 0.75, branch % len(_DISTRICTS), rng.integers(0, len(_DISTRICTS), n))
-    birth_dist = np.where(rng.random(n) < 0.6, dist, rng.integers(0, len(_DISTRICTS), n))
     surname_w = 1.0 / (np.arange(len(_SURNAMES)) + 4.0)
     surname = rng.choice(len(_SURNAMES), n, p=surname_w / surname_w.sum())
     given_pool = np.where(male, 0, 1)
@@ -534,12 +600,12 @@ def _block(plan: Plan, seed: int, block: int, as_of: dt.date) -> dict[str, pa.Re
         _pick(_EMAIL_DOMAINS, rng.choice(len(_EMAIL_DOMAINS), n, p=_EMAIL_P)),
     )
     y, m, d = _ymd(birth)
-    seq3 = rng.integers(0, 500, n) * 2 + male
     area = np.array([int(x[3]) for x in _DISTRICTS], dtype=np.int64)[birth_dist]
     first17 = area * 10**11 + (y * 10_000 + m * 100 + d) * 1_000 + seq3
     id_number = _join(_str(first17), _pick(list("10X98765432"), _digits_check_id(first17)))
     mob_prefix = np.array([int(p) for p in MOBILE_PREFIXES], dtype=np.int64)
-    mobile = _str(mob_prefix[rng.integers(0, len(mob_prefix), n)] * 10**8 + rng.integers(0, 10**8, n))
+    mob_suffix = _permute(cid - 1, 10**8, _keys(seed, "mobile"))  # unique whatever the prefix
+    mobile = _str(mob_prefix[rng.integers(0, len(mob_prefix), n)] * 10**8 + mob_suffix)
     prefix = pa.array([(p if p != c else "") + c + dd for p, c, dd, _ in _DISTRICTS])
     address = _join(
         _pick(prefix, dist),
@@ -618,8 +684,8 @@ def _block(plan: Plan, seed: int, block: int, as_of: dt.date) -> dict[str, pa.Re
     long19 = rng.random(m_card) < 0.4
     bin16 = np.array(_BINS_16, np.int64)[rng.integers(0, len(_BINS_16), m_card)]
     bin19 = np.array(_BINS_19, np.int64)[rng.integers(0, len(_BINS_19), m_card)]
-    body16 = (q * 735_912_347 + 104_729) % 10**9
-    body19 = (q * 573_846_219_371 + 7_919) % 10**12
+    body16 = _permute(q, 10**9, _keys(seed, "card16"))
+    body19 = _permute(q, 10**12, _keys(seed, "card19"))
     payload = np.where(long19, bin19 * 10**12 + body19, bin16 * 10**9 + body16)
     check = np.where(long19, _luhn_check_digits(payload, 18), _luhn_check_digits(payload, 15))
     card_no = _str(payload * 10 + check)

@@ -161,7 +161,7 @@ CUSTOMERS = Table(
     ),
     ("customer_id",),
     (_fk("branch_id", "branches"),),
-    (Index(("branch_id",)), Index(("id_number",)), Index(("mobile",))),
+    (Index(("branch_id",)), Index(("id_number",), unique=True), Index(("mobile",))),
     doc="Customers with PII; segment mass/affluent/private; risk_level C1..C5 as 1..5.",
 )
 
