@@ -1,0 +1,97 @@
+"""``dataplat drill list`` and ``dataplat drill run NAME [--repeat N] [--home DIR] [--json]``.
+
+NAME is a scenario of ``dr/`` (by name) or the path of a scenario file. Exit codes of
+``run``: 0 every target met, 1 a target or check missed, 2 the drill could not run
+(or the scenario file is invalid).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def register(subparsers: Any) -> None:
+    """Add ``drill`` with ``list`` and ``run`` to the top-level sub-parsers."""
+    drill = subparsers.add_parser("drill", help="disaster-recovery drills against the deployed platform")
+    sub = drill.add_subparsers(dest="drill_command", metavar="ACTION")
+    drill.set_defaults(func=lambda args: (drill.print_help(sys.stderr), 2)[1])
+
+    p = sub.add_parser("list", help="the scenarios in dr/ (and any directory given)")
+    p.add_argument("--dir", type=Path, default=None, help="directory of scenario files (default: dr/)")
+    p.add_argument("--json", action="store_true", help="print the list as JSON")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser(
+        "run",
+        help="run a drill scenario and judge it against its targets",
+        description="Inject the scenario's fault into the deployed platform, measure, check, and write "
+        "<home>/drills/<ident>/ (results.json, report.html, raw logs). Exit 0 met, 1 missed, 2 could not run.",
+    )
+    p.add_argument("name", help="scenario name (dr/NAME.yml) or path to a scenario file")
+    p.add_argument("--repeat", type=_positive_int, default=1, help="repetitions (default 1)")
+    p.add_argument("--home", default=None, help="dataplat home of the deployed platform (default: see config)")
+    p.add_argument("-i", "--inventory", default=None, help="inventory (default: the one of the last deploy)")
+    p.add_argument("--json", action="store_true", help="print results.json on stdout")
+    p.set_defaults(func=cmd_run)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    """List scenarios with kind, fault and targets; invalid files are listed with their error."""
+    from dataplat.dr.scenario import SCENARIO_DIR, ScenarioError, load_scenario, scenario_paths
+
+    rows: list[dict[str, Any]] = []
+    for path in scenario_paths(args.dir or SCENARIO_DIR):
+        try:
+            sc = load_scenario(path)
+            rows.append({"name": sc.name, "kind": sc.kind, "fault": sc.fault_type, "path": str(path),
+                         "targets": [t.label() for t in sc.targets], "description": sc.description})  # fmt: skip
+        except ScenarioError as exc:
+            rows.append({"name": path.stem, "path": str(path), "error": str(exc)})
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    for r in rows:
+        if "error" in r:
+            print(f"{r['name']:<28} INVALID  {r['error']}")
+        else:
+            print(f"{r['name']:<28} {r['kind']:<14} {r['fault']:<16} {'; '.join(r['targets'])}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run one scenario; print a summary (or results.json); the exit code is the verdict."""
+    from dataplat.config import resolve_home
+    from dataplat.dr.runner import run_drill
+    from dataplat.dr.scenario import find_scenario, load_scenario
+
+    scenario = load_scenario(find_scenario(args.name))
+    home = resolve_home(args.home)
+    inventory = Path(args.inventory) if args.inventory else None
+    progress = None if args.json else (lambda line: print(line, file=sys.stderr, flush=True))
+    result = run_drill(scenario, home, repeat=args.repeat, inventory=inventory, progress=progress)
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2, default=str))
+    else:
+        for metric, d in result.distributions.items():
+            print(f"{metric}: n={d['n']} min={d['min']} median={d['median']} p95={d['p95']} max={d['max']}")
+        for v in result.verdicts:
+            print(f"target {v.target}: {'met' if v.met else 'MISSED'} ({v.detail})")
+        level = result.summary.get("gbt20988_2007") if result.summary else None
+        if level:
+            print(f"GB/T 20988-2007 level (indication): {level.get('level')} {level.get('bands', '')}")
+        print(f"{result.outcome} (exit {result.exit_code}); report: {result.run_dir / 'report.html'}")
+    return result.exit_code

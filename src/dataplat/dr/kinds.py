@@ -1,0 +1,102 @@
+"""The built-in drill kinds: what each understands in a scenario file.
+
+``serving-worker`` (a model-serving worker killed under load) is not registered: the
+serving pool it needs is not deployed yet.
+"""
+
+from __future__ import annotations
+
+from dataplat.dr.scenario import DrillKind, Setting, register_kind
+
+FAILOVER = register_kind(
+    DrillKind(
+        name="failover",
+        run="dataplat.dr.failover:run_repetition",
+        help="warehouse primary lost under a ledger workload; Patroni fails over",
+        faults=("postmaster-kill", "host-loss", "switchover"),
+        fault_settings={
+            "restart_delay_s": Setting(
+                float, 0.0, help="host-loss: seconds after the new leader is seen before the lost member's "
+                "daemon is started again (the host coming back)"
+            ),
+        },
+        workload_settings={
+            "clients": Setting(int, 4, help="concurrent client threads"),
+            "accounts": Setting(int, 100, help="accounts in dr.ledger_accounts"),
+            "initial_balance": Setting(int, 1000),
+            "before_s": Setting(float, 3.0, help="load before the fault"),
+            "after_s": Setting(float, 3.0, help="load after the cluster recovered"),
+            "schema": Setting(str, "dr"),
+        },
+        checks=("rpo", "invariant", "in_doubt", "fencing", "rejoin", "status"),
+        metrics=("rto_s", "rpo_commits", "rejoin_s"),
+        timeouts={"failover_s": 60.0, "rejoin_s": 180.0, "healthy_s": 120.0},
+        target_variables=("ttl", "loop_wait", "retry_timeout"),
+    )
+)
+
+TABLE_RESTORE = register_kind(
+    DrillKind(
+        name="table-restore",
+        run="dataplat.dr.restore:run_repetition",
+        help="one table back to a point in time from base backup + WAL archive, through a scratch instance",
+        faults=("sql-mistake",),
+        fault_settings={
+            "table": Setting(str, "bank.campaigns", help="schema.table to damage and restore"),
+            "sql": Setting(
+                str,
+                "UPDATE {table} SET status = 'deleted-by-mistake'",
+                help="the mistake; {table} is replaced by the quoted table name",
+            ),
+        },
+        workload_settings={
+            "others": Setting(str, "schema", choices=("schema", "none"), help="which other tables must "
+                              "stay unchanged: every other table of the same schema, or none"),
+            "min_rows": Setting(int, 1, help="the drill cannot run when the table has fewer rows"),
+        },
+        checks=("restored_equal", "others_unchanged"),
+        metrics=("restore_s",),
+        timeouts={"archive_s": 60.0, "recovery_s": 300.0},
+    )
+)
+
+LAKE_ROLLBACK = register_kind(
+    DrillKind(
+        name="lake-rollback",
+        run="dataplat.dr.lake:run_repetition",
+        help="one Iceberg table rolled back to the snapshot before a bad batch; snapshot expiry",
+        faults=("bad-batch",),
+        fault_settings={
+            "table": Setting(str, "dr_ledger_batches", help="lake table the drill creates and damages"),
+            "good_batches": Setting(int, 3),
+            "rows_per_batch": Setting(int, 1000),
+        },
+        workload_settings={
+            "keep_last": Setting(int, 3, help="retention: snapshots of the current branch always kept"),
+            "max_age_s": Setting(float, 0.0, help="retention: snapshots younger than this are kept"),
+        },
+        checks=("rolled_back", "others_untouched", "retention"),
+        metrics=("rollback_s",),
+        timeouts={},
+    )
+)
+
+STREAM_CRASH = register_kind(
+    DrillKind(
+        name="stream-crash",
+        run="dataplat.dr.streamcrash:run_repetition",
+        help="nats-server killed with kill -9 mid-publish; every acknowledged message still there",
+        faults=("broker-kill",),
+        fault_settings={"node": Setting(str, "", help="stream node to kill (default: the first)")},
+        workload_settings={
+            "stream": Setting(str, "DR_CRASH"),
+            "subject": Setting(str, "dr.crash.events"),
+            "before_s": Setting(float, 2.0),
+            "after_s": Setting(float, 2.0),
+            "payload_bytes": Setting(int, 256),
+        },
+        checks=("acked_present", "consumer_no_gaps"),
+        metrics=("outage_s", "lost_acked"),
+        timeouts={"restart_s": 60.0, "drain_s": 60.0},
+    )
+)
