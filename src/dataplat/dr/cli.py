@@ -39,11 +39,14 @@ def register(subparsers: Any) -> None:
         "run",
         help="run a drill scenario and judge it against its targets",
         description="Inject the scenario's fault into the deployed platform, measure, check, and write "
-        "<home>/drills/<ident>/ (results.json, report.html, raw logs). Exit 0 met, 1 missed, 2 could not run.",
+        "<home>/drills/<ident>/ (results.json, report.html, raw logs). "
+        "Exit 0 met, 1 missed, 2 could not run.",
     )
     p.add_argument("name", help="scenario name (dr/NAME.yml) or path to a scenario file")
     p.add_argument("--repeat", type=_positive_int, default=1, help="repetitions (default 1)")
-    p.add_argument("--home", default=None, help="dataplat home of the deployed platform (default: see config)")
+    p.add_argument(
+        "--home", default=None, help="dataplat home of the deployed platform (default: see config)"
+    )
     p.add_argument("-i", "--inventory", default=None, help="inventory (default: the one of the last deploy)")
     p.add_argument("--json", action="store_true", help="print results.json on stdout")
     p.set_defaults(func=cmd_run)
@@ -57,8 +60,16 @@ def cmd_list(args: argparse.Namespace) -> int:
     for path in scenario_paths(args.dir or SCENARIO_DIR):
         try:
             sc = load_scenario(path)
-            rows.append({"name": sc.name, "kind": sc.kind, "fault": sc.fault_type, "path": str(path),
-                         "targets": [t.label() for t in sc.targets], "description": sc.description})  # fmt: skip
+            rows.append(
+                {
+                    "name": sc.name,
+                    "kind": sc.kind,
+                    "fault": sc.fault_type,
+                    "path": str(path),
+                    "targets": [t.label() for t in sc.targets],
+                    "description": sc.description,
+                }
+            )
         except ScenarioError as exc:
             rows.append({"name": path.stem, "path": str(path), "error": str(exc)})
     if args.json:

@@ -8,10 +8,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from dataplat.dr.scenario import Scenario
 from dataplat.errors import DataplatError
 from dataplat.platform.endpoints import Platform
-
-from dataplat.dr.scenario import Scenario
 
 T = TypeVar("T")
 
@@ -78,7 +77,9 @@ def poll(
         except Exception as exc:  # noqa: BLE001 - the condition may throw until it holds
             last = exc
         if time.monotonic() >= deadline:
-            raise DrillError(f"timed out after {timeout:.0f} s waiting for {what}" + (
-                f" (last error: {type(last).__name__}: {last})" if last else ""))  # fmt: skip
+            raise DrillError(
+                f"timed out after {timeout:.0f} s waiting for {what}"
+                + (f" (last error: {type(last).__name__}: {last})" if last else "")
+            )
         time.sleep(interval)
         interval = min(interval * 1.5, max_interval)

@@ -64,8 +64,13 @@ def gbt20988_level(rto_s: float | None, rpo_s: float | None) -> dict[str, Any]:
         return {"level": None, "note": "not measured"}
     for level, max_rto, max_rpo, wording in GBT20988_LEVELS:
         if rto_s <= max_rto and rpo_s <= max_rpo:
-            return {"level": level, "bands": wording, "rto_s": rto_s, "rpo_s": rpo_s,
-                    "note": "indication only: levels also require sites, staff and procedures"}  # fmt: skip
+            return {
+                "level": level,
+                "bands": wording,
+                "rto_s": rto_s,
+                "rpo_s": rpo_s,
+                "note": "indication only: levels also require sites, staff and procedures",
+            }
     return {"level": 0, "note": "below level 1", "rto_s": rto_s, "rpo_s": rpo_s}
 
 
@@ -195,8 +200,11 @@ def run_repetition(ctx: DrillContext) -> Repetition:
     members = _members(platform)
     if len(members) < 2:
         raise DrillError("the failover drill needs at least two warehouse members")
-    old, standby = poll(lambda: healthy_cluster(platform), ctx.timeout("healthy_s"),
-                        "a leader and a streaming synchronous standby before the fault")  # fmt: skip
+    old, standby = poll(
+        lambda: healthy_cluster(platform),
+        ctx.timeout("healthy_s"),
+        "a leader and a streaming synchronous standby before the fault",
+    )
     rep.info.update(old_leader=old, expected_candidate=standby, patroni=patroni_config(platform))
     ctx.log(f"leader {old}, sync standby {standby}; fault {sc.fault_type}")
     servers = {f"{m['address']}:{m['ports']['pg']}": n for n, m in members.items()}
@@ -251,14 +259,20 @@ def run_repetition(ctx: DrillContext) -> Repetition:
             faults.restart_daemon(platform, recipe)
             rep.event(f"{old} host back: Patroni agent started again", time.time())
         new_server = f"{members[new]['address']}:{members[new]['ports']['pg']}"
-        t_first = poll(lambda: _first_commit_on(workload, new_server, t_fault), ctx.timeout("failover_s"),
-                       f"the first commit on the new primary {new}")  # fmt: skip
+        t_first = poll(
+            lambda: _first_commit_on(workload, new_server, t_fault),
+            ctx.timeout("failover_s"),
+            f"the first commit on the new primary {new}",
+        )
         rep.event(f"first commit on {new}", t_first)
         rep.metrics["rto_s"] = round(t_first - t_fault, 3)
         ctx.log(f"new leader {new}; first commit {t_first - t_fault:.2f} s after the fault")
         try:
-            rejoin = poll(lambda: _rejoined(platform, old, new), ctx.timeout("rejoin_s"),
-                          f"{old} to rejoin as synchronous standby")  # fmt: skip
+            rejoin = poll(
+                lambda: _rejoined(platform, old, new),
+                ctx.timeout("rejoin_s"),
+                f"{old} to rejoin as synchronous standby",
+            )
             t_rejoined = time.time()
             rep.event(f"{old} rejoined as sync standby", t_rejoined)
             rep.metrics["rejoin_s"] = round(t_rejoined - t_fault, 3)
@@ -277,8 +291,9 @@ def run_repetition(ctx: DrillContext) -> Repetition:
 
     attempts = workload.snapshot()
     for name in servers.values():
-        rep.series[f"commits on {name}"] = [a.t_end for a in attempts if a.outcome == "acked"
-                                            and servers.get(a.server or "") == name]  # fmt: skip
+        rep.series[f"commits on {name}"] = [
+            a.t_end for a in attempts if a.outcome == "acked" and servers.get(a.server or "") == name
+        ]
     rep.series["failed / in doubt"] = [a.t_end for a in attempts if a.outcome != "acked"]
     state: dict[str, Any] = {"workload": workload, "new_leader": new, "old_leader": old, "probes": probes}
     ctx.before_checks(state)
@@ -321,23 +336,43 @@ def _checks(
     rep.metrics["rpo_commits"] = len(lost)
     rpo_s = max((t_fault - acked[i].t_end for i in lost), default=0.0) if lost else 0.0
     rep.metrics["rpo_s"] = round(max(rpo_s, 0.0), 3) if lost else 0.0
-    rep.info["counts"] = {"acked": len(acked), "in_doubt": len(in_doubt), "failed": len(failed),
-                          "rows_present": len(present), "stuck_clients": stuck}  # fmt: skip
+    rep.info["counts"] = {
+        "acked": len(acked),
+        "in_doubt": len(in_doubt),
+        "failed": len(failed),
+        "rows_present": len(present),
+        "stuck_clients": stuck,
+    }
     if "rpo" in sc.checks:
-        rep.check("rpo", not lost, f"{len(lost)} of {len(acked)} acknowledged transfers missing on {new}"
-                  + (f": {', '.join(lost[:10])}" if lost else ""), lost=lost[:100])  # fmt: skip
+        rep.check(
+            "rpo",
+            not lost,
+            f"{len(lost)} of {len(acked)} acknowledged transfers missing on {new}"
+            + (f": {', '.join(lost[:10])}" if lost else ""),
+            lost=lost[:100],
+        )
     if "invariant" in sc.checks:
         expected = workload.initial_balance * workload.accounts
         ok = total == expected and naccts == workload.accounts and not mismatched
-        rep.check("invariant", ok, f"total balance {total} (expected {expected}) over {naccts} accounts; "
-                  f"{len(mismatched)} account(s) disagree with the transfers", mismatched=[list(m) for m in mismatched])  # fmt: skip  # noqa: E501
+        rep.check(
+            "invariant",
+            ok,
+            f"total balance {total} (expected {expected}) over {naccts} accounts; "
+            f"{len(mismatched)} account(s) disagree with the transfers",
+            mismatched=[list(m) for m in mismatched],
+        )
     if "in_doubt" in sc.checks:
         committed = sorted(i for i in in_doubt if i in present)
         phantom = sorted(i for i in failed if i in present)
-        rep.check("in_doubt", not phantom, f"{len(in_doubt)} in-doubt commits ({len(committed)} did commit, "
-                  f"{len(in_doubt) - len(committed)} did not; none counted as lost); "
-                  f"{len(phantom)} failed-before-COMMIT transfers present", in_doubt_committed=committed,
-                  phantom=phantom[:20])  # fmt: skip
+        rep.check(
+            "in_doubt",
+            not phantom,
+            f"{len(in_doubt)} in-doubt commits ({len(committed)} did commit, "
+            f"{len(in_doubt) - len(committed)} did not; none counted as lost); "
+            f"{len(phantom)} failed-before-COMMIT transfers present",
+            in_doubt_committed=committed,
+            phantom=phantom[:20],
+        )
     if "fencing" in sc.checks:
         window_start = t_fault if sc.fault_type != "switchover" else _promotion_seen(rep)
         judged = [p for p in probes if p.t >= window_start]
@@ -346,15 +381,24 @@ def _checks(
         for p in judged:
             counts[p.result] = counts.get(p.result, 0) + 1
         ok = bool(judged) and not accepted
-        rep.check("fencing", ok, f"{len(judged)} direct writes to the old primary {old} after the "
-                  f"{'fault' if sc.fault_type != 'switchover' else 'promotion'}: "
-                  + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
-                  + ("" if judged else " (no probe ran: cannot judge)"), counts=counts,
-                  accepted=[asdict(p) for p in accepted[:10]])  # fmt: skip
+        rep.check(
+            "fencing",
+            ok,
+            f"{len(judged)} direct writes to the old primary {old} after the "
+            f"{'fault' if sc.fault_type != 'switchover' else 'promotion'}: "
+            + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+            + ("" if judged else " (no probe ran: cannot judge)"),
+            counts=counts,
+            accepted=[asdict(p) for p in accepted[:10]],
+        )
     if "rejoin" in sc.checks:
-        rep.check("rejoin", t_rejoined is not None,
-                  f"{old} rejoined as synchronous standby {rep.metrics.get('rejoin_s')} s after the fault"
-                  if t_rejoined else rep.info.get("rejoin_error", "did not rejoin"))  # fmt: skip
+        rep.check(
+            "rejoin",
+            t_rejoined is not None,
+            f"{old} rejoined as synchronous standby {rep.metrics.get('rejoin_s')} s after the fault"
+            if t_rejoined
+            else rep.info.get("rejoin_error", "did not rejoin"),
+        )
     if "status" in sc.checks:
         from dataplat.platform.status import platform_status
 
@@ -362,9 +406,13 @@ def _checks(
         wh = doc["warehouse"]
         m = {x["name"]: x for x in wh.get("members", [])}
         ok = wh.get("leader") == new and m.get(old, {}).get("sync_state") == "sync"
-        rep.check("status", ok, f"dataplat status: leader {wh.get('leader')}, {old} "
-                  f"{m.get(old, {}).get('role')}/{m.get(old, {}).get('state')} sync_state "
-                  f"{m.get(old, {}).get('sync_state')}")  # fmt: skip
+        rep.check(
+            "status",
+            ok,
+            f"dataplat status: leader {wh.get('leader')}, {old} "
+            f"{m.get(old, {}).get('role')}/{m.get(old, {}).get('state')} sync_state "
+            f"{m.get(old, {}).get('sync_state')}",
+        )
 
 
 def _promotion_seen(rep: Repetition) -> float:
@@ -377,7 +425,10 @@ def summarize(result: DrillResult) -> dict[str, Any]:
     rpos = [r.metrics.get("rpo_s") for r in result.repetitions if r.metrics.get("rpo_s") is not None]
     worst_rto = max(rtos) if rtos else None  # type: ignore[type-var]
     worst_rpo = max(rpos) if rpos else None  # type: ignore[type-var]
-    return {"gbt20988_2007": gbt20988_level(worst_rto, worst_rpo),
-            "gbt20988_table": [{"level": lv, "max_rto_s": None if r == float("inf") else r,
-                                "max_rpo_s": p, "bands": wtxt}
-                               for lv, r, p, wtxt in GBT20988_LEVELS]}  # fmt: skip
+    return {
+        "gbt20988_2007": gbt20988_level(worst_rto, worst_rpo),
+        "gbt20988_table": [
+            {"level": lv, "max_rto_s": None if r == float("inf") else r, "max_rpo_s": p, "bands": wtxt}
+            for lv, r, p, wtxt in GBT20988_LEVELS
+        ],
+    }

@@ -19,9 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from dataplat.deploy import daemon
-from dataplat.platform.endpoints import Platform
-
 from dataplat.dr.context import DrillError
+from dataplat.platform.endpoints import Platform
 
 
 @dataclass(frozen=True)
@@ -150,8 +149,13 @@ def host_loss(platform: Platform, member: str) -> Injected:
     _kill(victims)
     # stragglers forked in the meantime
     _kill(_children(agent.pid) + _children(pm))
-    return Injected(t, "host-loss", member, tuple(victims), f"SIGKILL to agent {agent.pid}, postmaster {pm} "
-                    f"and {len(victims) - 2} children")  # fmt: skip
+    return Injected(
+        t,
+        "host-loss",
+        member,
+        tuple(victims),
+        f"SIGKILL to agent {agent.pid}, postmaster {pm} and {len(victims) - 2} children",
+    )
 
 
 def restart_daemon(platform: Platform, recipe: DaemonRecipe) -> daemon.DaemonState:
@@ -177,8 +181,10 @@ def switchover(platform: Platform, leader: str, candidate: str) -> Injected:
         with urllib.request.urlopen(req, timeout=60) as resp:
             answer = resp.read().decode(errors="replace")
     except urllib.error.HTTPError as exc:
-        raise DrillError(f"Patroni refused the switchover {leader} -> {candidate}: HTTP {exc.code} "
-                         f"{exc.read().decode(errors='replace')}") from None  # fmt: skip
+        raise DrillError(
+            f"Patroni refused the switchover {leader} -> {candidate}: HTTP {exc.code} "
+            f"{exc.read().decode(errors='replace')}"
+        ) from None
     except OSError as exc:
         raise DrillError(f"Patroni REST API of {leader} did not answer the switchover: {exc}") from None
     return Injected(t, "switchover", leader, (), answer.strip()[:200])

@@ -16,8 +16,10 @@ FAILOVER = register_kind(
         faults=("postmaster-kill", "host-loss", "switchover"),
         fault_settings={
             "restart_delay_s": Setting(
-                float, 0.0, help="host-loss: seconds after the new leader is seen before the lost member's "
-                "daemon is started again (the host coming back)"
+                float,
+                0.0,
+                help="host-loss: seconds after the new leader is seen before the lost member's "
+                "daemon is started again (the host coming back)",
             ),
         },
         workload_settings={
@@ -50,8 +52,12 @@ TABLE_RESTORE = register_kind(
             ),
         },
         workload_settings={
-            "others": Setting(str, "schema", choices=("schema", "none"), help="which other tables must "
-                              "stay unchanged: every other table of the same schema, or none"),
+            "others": Setting(
+                str,
+                "schema",
+                choices=("schema", "none"),
+                help="which other tables must stay unchanged: every other table of the same schema, or none",
+            ),
             "min_rows": Setting(int, 1, help="the drill cannot run when the table has fewer rows"),
         },
         checks=("restored_equal", "others_unchanged"),

@@ -41,9 +41,11 @@ def timeline_svg(rep: Repetition, width: int = 860, height: int = 220, bin_s: fl
     def x(sec: float) -> float:
         return left + (sec - lo) / span * pw
 
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height + 20}" '
-             f'font-family="sans-serif" font-size="10">',  # fmt: skip
-             f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="#fafafa" stroke="#ccc"/>']
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height + 20}" '
+        f'font-family="sans-serif" font-size="10">',
+        f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="#fafafa" stroke="#ccc"/>',
+    ]
     bw = max(pw / nbins, 0.5)
     for i in range(nbins):
         base = 0
@@ -51,29 +53,39 @@ def timeline_svg(rep: Repetition, width: int = 860, height: int = 220, bin_s: fl
             if c[i]:
                 h = c[i] / peak * ph
                 y = top + ph - (base + c[i]) / peak * ph
-                parts.append(f'<rect x="{left + i * bw:.1f}" y="{y:.1f}" width="{bw:.2f}" height="{h:.1f}" '
-                             f'fill="{COLORS[k % len(COLORS)]}"/>')  # fmt: skip
+                parts.append(
+                    f'<rect x="{left + i * bw:.1f}" y="{y:.1f}" width="{bw:.2f}" height="{h:.1f}" '
+                    f'fill="{COLORS[k % len(COLORS)]}"/>'
+                )
                 base += c[i]
     step = 1 if span <= 15 else 5 if span <= 75 else 10 if span <= 150 else 30
     s = int(lo // step) * step
     while s <= hi:
         if s >= lo:
-            parts.append(f'<line x1="{x(s):.1f}" y1="{top + ph}" x2="{x(s):.1f}" y2="{top + ph + 4}" stroke="#333"/>'
-                         f'<text x="{x(s):.1f}" y="{top + ph + 15}" text-anchor="middle">{s:g}</text>')  # fmt: skip
+            parts.append(
+                f'<line x1="{x(s):.1f}" y1="{top + ph}" x2="{x(s):.1f}" y2="{top + ph + 4}" stroke="#333"/>'
+                f'<text x="{x(s):.1f}" y="{top + ph + 15}" text-anchor="middle">{s:g}</text>'
+            )
         s += step
-    parts.append(f'<text x="{left + pw / 2}" y="{top + ph + 30}" text-anchor="middle">seconds since the fault'
-                 f' (bars: acknowledged per {bin_s:g} s, peak {peak})</text>')  # fmt: skip
+    parts.append(
+        f'<text x="{left + pw / 2}" y="{top + ph + 30}" text-anchor="middle">seconds since the fault'
+        f" (bars: acknowledged per {bin_s:g} s, peak {peak})</text>"
+    )
     for j, e in enumerate(rep.events):
         ex = x(e.t - t0)
         color = "#c53030" if e.label.startswith("fault") else "#444"
-        parts.append(f'<line x1="{ex:.1f}" y1="{top}" x2="{ex:.1f}" y2="{top + ph}" stroke="{color}" '
-                     f'stroke-dasharray="3,2"/>'
-                     f'<text x="{ex + 2:.1f}" y="{top + 10 + (j % 6) * 11}" fill="{color}">'
-                     f'{html.escape(e.label)} ({e.t - t0:+.2f} s)</text>')  # fmt: skip
+        parts.append(
+            f'<line x1="{ex:.1f}" y1="{top}" x2="{ex:.1f}" y2="{top + ph}" stroke="{color}" '
+            f'stroke-dasharray="3,2"/>'
+            f'<text x="{ex + 2:.1f}" y="{top + 10 + (j % 6) * 11}" fill="{color}">'
+            f"{html.escape(e.label)} ({e.t - t0:+.2f} s)</text>"
+        )
     for k, name in enumerate(counts):
-        parts.append(f'<rect x="{left + k * 170}" y="{height + 6}" width="10" height="10" '
-                     f'fill="{COLORS[k % len(COLORS)]}"/><text x="{left + k * 170 + 14}" y="{height + 15}">'
-                     f'{html.escape(name)} ({len(rep.series[name])})</text>')  # fmt: skip
+        parts.append(
+            f'<rect x="{left + k * 170}" y="{height + 6}" width="10" height="10" '
+            f'fill="{COLORS[k % len(COLORS)]}"/><text x="{left + k * 170 + 14}" y="{height + 15}">'
+            f"{html.escape(name)} ({len(rep.series[name])})</text>"
+        )
     parts.append("</svg>")
     return "".join(parts)
 
@@ -97,21 +109,34 @@ def render_html(result: DrillResult) -> str:
     ]
     if result.error:
         out.append(f"<p class='fail'>Could not run: {html.escape(result.error)}</p>")
-    out.append("<h2>Targets</h2><table><tr><th>target</th><th>bound</th><th>measured</th><th>verdict</th></tr>")
+    out.append(
+        "<h2>Targets</h2><table><tr><th>target</th><th>bound</th><th>measured</th><th>verdict</th></tr>"
+    )
     for v in result.verdicts:
-        out.append(f"<tr><td>{html.escape(v.target)}</td><td>{_fmt(v.bound)}</td><td>{_fmt(v.value)}</td>"
-                   f"<td class='{'pass' if v.met else 'fail'}'>{'met' if v.met else 'missed'}</td></tr>")  # fmt: skip
+        out.append(
+            f"<tr><td>{html.escape(v.target)}</td><td>{_fmt(v.bound)}</td><td>{_fmt(v.value)}</td>"
+            f"<td class='{'pass' if v.met else 'fail'}'>{'met' if v.met else 'missed'}</td></tr>"
+        )
     out.append("</table>")
-    out.append("<h2>Distributions</h2><table><tr><th>metric</th><th>n</th><th>min</th><th>median</th>"
-               "<th>p95</th><th>max</th></tr>")  # fmt: skip
+    out.append(
+        "<h2>Distributions</h2><table><tr><th>metric</th><th>n</th><th>min</th><th>median</th>"
+        "<th>p95</th><th>max</th></tr>"
+    )
     for metric, d in result.distributions.items():
-        out.append(f"<tr><td>{html.escape(metric)}</td>" + "".join(
-            f"<td>{_fmt(d.get(k))}</td>" for k in ("n", "min", "median", "p95", "max")) + "</tr>")  # fmt: skip
-    out.append("</table><h2>Checks (every repetition)</h2><table><tr><th>check</th><th>passed</th>"
-               "<th>failed</th></tr>")  # fmt: skip
+        out.append(
+            f"<tr><td>{html.escape(metric)}</td>"
+            + "".join(f"<td>{_fmt(d.get(k))}</td>" for k in ("n", "min", "median", "p95", "max"))
+            + "</tr>"
+        )
+    out.append(
+        "</table><h2>Checks (every repetition)</h2><table><tr><th>check</th><th>passed</th>"
+        "<th>failed</th></tr>"
+    )
     for name, c in doc["checks"].items():
         cls = "pass" if not c["failed"] else "fail"
-        out.append(f"<tr><td>{html.escape(name)}</td><td>{c['passed']}</td><td class='{cls}'>{c['failed']}</td></tr>")
+        out.append(
+            f"<tr><td>{html.escape(name)}</td><td>{c['passed']}</td><td class='{cls}'>{c['failed']}</td></tr>"
+        )
     out.append("</table>")
     if result.summary:
         out.append("<h2>Summary</h2><pre>" + html.escape(json.dumps(result.summary, indent=2)) + "</pre>")
@@ -120,13 +145,18 @@ def render_html(result: DrillResult) -> str:
         if rep.error:
             out.append(f"<p class='fail'>Could not run: {html.escape(rep.error)}</p>")
         if rep.metrics:
-            out.append("<p>" + ", ".join(f"{html.escape(k)} = <b>{_fmt(v)}</b>" for k, v in rep.metrics.items())
-                       + "</p>")  # fmt: skip
+            out.append(
+                "<p>"
+                + ", ".join(f"{html.escape(k)} = <b>{_fmt(v)}</b>" for k, v in rep.metrics.items())
+                + "</p>"
+            )
         out.append(timeline_svg(rep))
         out.append("<table><tr><th>check</th><th>result</th><th>detail</th></tr>")
         for c in rep.checks:
-            out.append(f"<tr><td>{html.escape(c.name)}</td><td class='{'pass' if c.passed else 'fail'}'>"
-                       f"{'pass' if c.passed else 'FAIL'}</td><td>{html.escape(c.detail)}</td></tr>")  # fmt: skip
+            out.append(
+                f"<tr><td>{html.escape(c.name)}</td><td class='{'pass' if c.passed else 'fail'}'>"
+                f"{'pass' if c.passed else 'FAIL'}</td><td>{html.escape(c.detail)}</td></tr>"
+            )
         out.append("</table>")
         out.append(f"<p>Raw logs: <code>rep-{rep.index:02d}/</code></p>")
     out.append("</body></html>")

@@ -136,7 +136,9 @@ class DrillResult:
             "verdicts": [asdict(v) for v in self.verdicts],
             "checks": {
                 name: {
-                    "passed": sum(1 for r in self.repetitions for c in r.checks if c.name == name and c.passed),
+                    "passed": sum(
+                        1 for r in self.repetitions for c in r.checks if c.name == name and c.passed
+                    ),
                     "failed": sum(
                         1 for r in self.repetitions for c in r.checks if c.name == name and not c.passed
                     ),

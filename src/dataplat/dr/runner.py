@@ -122,8 +122,17 @@ def _judge(result: DrillResult) -> None:
         try:
             bound: float | None = t.resolve(result.variables)
         except KeyError as exc:
-            result.verdicts.append(Verdict(t.label(), t.metric, t.statistic, None, value, False,
-                                           f"variable {exc} unknown on this platform"))  # fmt: skip
+            result.verdicts.append(
+                Verdict(
+                    t.label(),
+                    t.metric,
+                    t.statistic,
+                    None,
+                    value,
+                    False,
+                    f"variable {exc} unknown on this platform",
+                )
+            )
             continue
         met = value is not None and bound is not None and value <= bound + 1e-9
         detail = "not measured" if value is None else f"{t.statistic} {value:g} vs bound {bound:g}"

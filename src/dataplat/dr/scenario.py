@@ -251,11 +251,19 @@ def load_scenario(path: str | Path) -> Scenario:
     fault = _settings(doc, "fault", kind.fault_settings, bad, fname)
     ftype = doc.get("fault", {}).get("type") if isinstance(doc.get("fault"), CommentedMap) else None
     if ftype is None:
-        bad(doc.get("fault", doc), None if "fault" not in doc else "type", "fault.type",
-            f"is required (one of: {', '.join(kind.faults)})")  # fmt: skip
+        bad(
+            doc.get("fault", doc),
+            None if "fault" not in doc else "type",
+            "fault.type",
+            f"is required (one of: {', '.join(kind.faults)})",
+        )
     elif ftype not in kind.faults:
-        bad(doc["fault"], "type", "fault.type", f"unknown fault {ftype!r} for kind {kind.name} "
-            f"(one of: {', '.join(kind.faults)})")  # fmt: skip
+        bad(
+            doc["fault"],
+            "type",
+            "fault.type",
+            f"unknown fault {ftype!r} for kind {kind.name} (one of: {', '.join(kind.faults)})",
+        )
     else:
         fault["type"] = ftype
     workload = _settings(doc, "workload", kind.workload_settings, bad, fname)
@@ -278,12 +286,20 @@ def load_scenario(path: str | Path) -> Scenario:
     else:
         for metric, spec in tnode.items():
             if metric not in kind.metrics:
-                bad(tnode, metric, f"targets.{metric}",
-                    f"unknown metric (known for {kind.name}: {', '.join(kind.metrics)})")  # fmt: skip
+                bad(
+                    tnode,
+                    metric,
+                    f"targets.{metric}",
+                    f"unknown metric (known for {kind.name}: {', '.join(kind.metrics)})",
+                )
                 continue
             if not isinstance(spec, CommentedMap) or not spec:
-                bad(tnode, metric, f"targets.{metric}", f"must map a statistic ({', '.join(STATISTICS)}) "
-                    "to an upper bound, e.g. {median: 5}")  # fmt: skip
+                bad(
+                    tnode,
+                    metric,
+                    f"targets.{metric}",
+                    f"must map a statistic ({', '.join(STATISTICS)}) to an upper bound, e.g. {{median: 5}}",
+                )
                 continue
             for stat, bound in spec.items():
                 fieldname = f"targets.{metric}.{stat}"
@@ -294,14 +310,20 @@ def load_scenario(path: str | Path) -> Scenario:
                         bad(spec, stat, fieldname, "must be >= 0")
                     else:
                         targets.append(Target(str(metric), str(stat), float(bound)))
-                elif isinstance(bound, str) and (m := _TARGET_EXPR.match(bound)) and (
-                    m["var"] in kind.target_variables
+                elif (
+                    isinstance(bound, str)
+                    and (m := _TARGET_EXPR.match(bound))
+                    and (m["var"] in kind.target_variables)
                 ):
                     targets.append(Target(str(metric), str(stat), bound.strip()))
                 else:
                     known_vars = ", ".join(kind.target_variables) or "none for this kind"
-                    bad(spec, stat, fieldname, f"must be a number >= 0 or 'VARIABLE + N' "
-                        f"(variables: {known_vars}), got {bound!r}")  # fmt: skip
+                    bad(
+                        spec,
+                        stat,
+                        fieldname,
+                        f"must be a number >= 0 or 'VARIABLE + N' (variables: {known_vars}), got {bound!r}",
+                    )
 
     timeouts = dict(kind.timeouts)
     tonode = doc.get("timeouts", CommentedMap())
@@ -362,7 +384,9 @@ def _settings(
             out[str(key)] = value
     for key, s in spec.items():
         if s.required and key not in node:
-            bad(node if len(node) else doc, None if not len(node) else None, f"{section}.{key}", "is required")
+            bad(
+                node if len(node) else doc, None if not len(node) else None, f"{section}.{key}", "is required"
+            )
     return out
 
 

@@ -183,8 +183,18 @@ class LedgerWorkload:
                     lost = conn.closed or conn.broken
                     outcome = "in_doubt" if phase == "commit" and lost else "failed"
                     self._record(
-                        Attempt(tid, client, src, dst, amount, t0, time.time(), outcome, server,
-                                f"{type(exc).__name__}: {str(exc).strip()[:200]}")  # fmt: skip
+                        Attempt(
+                            tid,
+                            client,
+                            src,
+                            dst,
+                            amount,
+                            t0,
+                            time.time(),
+                            outcome,
+                            server,
+                            f"{type(exc).__name__}: {str(exc).strip()[:200]}",
+                        )
                     )
                     if lost:
                         conn.close()
