@@ -103,8 +103,10 @@ class ScratchInstance:
                 self._cmd(*argv), capture_output=True, text=True, timeout=timeout, check=True
             )
         except subprocess.CalledProcessError as exc:
-            raise DrillError(f"{Path(argv[0]).name} failed ({exc.returncode}): {exc.stderr.strip()[-800:]}\n"
-                             f"{self._log_tail()}") from None  # fmt: skip
+            raise DrillError(
+                f"{Path(argv[0]).name} failed ({exc.returncode}): {exc.stderr.strip()[-800:]}\n"
+                f"{self._log_tail()}"
+            ) from None
         except subprocess.TimeoutExpired:
             raise DrillError(
                 f"{Path(argv[0]).name} did not finish in {timeout:.0f} s\n{self._log_tail()}"
@@ -156,9 +158,17 @@ class ScratchInstance:
     def start(self, timeout: float) -> None:
         """Start and wait until recovery reached the target and the instance accepts connections."""
         self._run(
-            str(self.bin_dir / "pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-w", "-t", str(int(timeout)),
-            "start", timeout=timeout + 10,
-        )  # fmt: skip
+            str(self.bin_dir / "pg_ctl"),
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.log),
+            "-w",
+            "-t",
+            str(int(timeout)),
+            "start",
+            timeout=timeout + 10,
+        )
 
     def wait_promoted(self, dbname: str, timeout: float) -> None:
         """Wait until recovery reached its target and the instance was promoted (writable)."""
@@ -271,8 +281,10 @@ def run_repetition(ctx: DrillContext) -> Repetition:
             raise DrillError(f"table {schema}.{table} does not exist in the warehouse")
         before = table_checksum(live, schema, table)
         if before[0] < int(sc.workload["min_rows"]):
-            raise DrillError(f"{schema}.{table} has {before[0]} rows (< {sc.workload['min_rows']}); "
-                             "load the bank first: dataplat data load --sf 0.1")  # fmt: skip
+            raise DrillError(
+                f"{schema}.{table} has {before[0]} rows (< {sc.workload['min_rows']}); "
+                "load the bank first: dataplat data load --sf 0.1"
+            )
         others = [t for t in tables if t != table] if sc.workload["others"] == "schema" else []
         at_target = {t: table_checksum(live, schema, t) for t in others}
         target_time = str(live.execute("SELECT clock_timestamp()::text").fetchone()[0])  # type: ignore[index]
@@ -316,22 +328,38 @@ def run_repetition(ctx: DrillContext) -> Repetition:
         scratch.stop()
         scratch.remove()
     rep.metrics["restore_s"] = round(t_done - t_start, 3)
-    rep.info.update(table=qualified, target_time=target_time, rows_at_target=before[0], copied=copied,
-                    wal_segment=seg, other_tables=len(others))  # fmt: skip
+    rep.info.update(
+        table=qualified,
+        target_time=target_time,
+        rows_at_target=before[0],
+        copied=copied,
+        wal_segment=seg,
+        other_tables=len(others),
+    )
     ctx.log(f"restored {copied} rows in {t_done - t_start:.2f} s")
     state: dict[str, Any] = {"schema": schema, "table": table, "others": others, "conninfo": live_conninfo}
     ctx.before_checks(state)
     with psycopg.connect(live_conninfo, autocommit=True) as live:
         after = table_checksum(live, schema, table)
-        rep.check("restored_equal", after == before, f"{qualified}: {after[0]} rows, checksum "
-                  f"{'equal to' if after == before else 'DIFFERENT from'} its content at T ({before[0]} rows)",
-                  before=list(before), after=list(after))  # fmt: skip
+        rep.check(
+            "restored_equal",
+            after == before,
+            f"{qualified}: {after[0]} rows, checksum "
+            f"{'equal to' if after == before else 'DIFFERENT from'} its content at T ({before[0]} rows)",
+            before=list(before),
+            after=list(after),
+        )
         if "others_unchanged" in sc.checks:
             now = {t: table_checksum(live, schema, t) for t in others}
             changed = sorted(t for t in others if now[t] != before_copy[t])
             drift = sorted(t for t in others if before_copy[t] != at_target[t])
-            rep.check("others_unchanged", not changed, f"{len(others)} other table(s) of {schema}: "
-                      f"{len(changed)} changed by the restore" + (f" ({', '.join(changed)})" if changed else "")
-                      + (f"; changed by the live platform meanwhile: {', '.join(drift)}" if drift else ""),
-                      changed=changed)  # fmt: skip
+            rep.check(
+                "others_unchanged",
+                not changed,
+                f"{len(others)} other table(s) of {schema}: "
+                f"{len(changed)} changed by the restore"
+                + (f" ({', '.join(changed)})" if changed else "")
+                + (f"; changed by the live platform meanwhile: {', '.join(drift)}" if drift else ""),
+                changed=changed,
+            )
     return rep
