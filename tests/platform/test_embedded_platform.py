@@ -145,6 +145,26 @@ def test_lake_tables_readable_through_duckdb(platform):
     assert con.execute("SELECT count(*) FROM customers").fetchone()[0] == arrow.num_rows
 
 
+def test_data_load_fills_both_stores_alike(platform, capsys):
+    import duckdb
+
+    capsys.readouterr()
+    assert main(["data", "load", "--sf", "0.002", "--home", str(platform.home), "--json"]) == 0
+    loads = json.loads(capsys.readouterr().out)["loads"]
+    rows = {(r["store"], r["table"]): r["rows"] for r in loads}
+    assert rows[("warehouse", "customers")] == rows[("lake", "customers")] == 2000
+    catalog, ns = endpoints.lake_catalog(platform.home)
+    con = duckdb.connect()
+    con.register("holdings", catalog.load_table(f"{ns}.holdings").scan().to_arrow())
+    con.register("tx", catalog.load_table(f"{ns}.transactions").scan().to_arrow())
+    lake_total = con.execute("SELECT sum(amount) FROM holdings").fetchone()[0]
+    lake_tx = con.execute("SELECT count(*) FROM tx").fetchone()[0]
+    with psycopg.connect(endpoints.warehouse_conninfo(platform.home)) as conn:
+        wh_total = conn.execute("SELECT sum(amount) FROM bank.holdings").fetchone()[0]
+        wh_tx = conn.execute("SELECT count(*) FROM bank.transactions").fetchone()[0]
+    assert wh_total == lake_total and wh_tx == lake_tx == rows[("warehouse", "transactions")] > 0
+
+
 def test_exporter_serves_prometheus_metrics(platform):
     exporter = endpoints.load_platform(platform.home).by_component("metrics")[0]
     url = f"http://{exporter['address']}:{exporter['ports']['http']}/metrics"
