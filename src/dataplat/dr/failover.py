@@ -321,7 +321,7 @@ def _checks(
         present = {r[0] for r in conn.execute(sql.SQL("SELECT id FROM {}").format(workload.transfers_table))}
         total, naccts = conn.execute(
             sql.SQL("SELECT coalesce(sum(balance), 0), count(*) FROM {}").format(workload.accounts_table)
-        ).fetchone()
+        ).fetchone()  # type: ignore[misc]
         mismatched = conn.execute(
             sql.SQL(
                 "SELECT a.id, a.balance, %s - coalesce(o.s, 0) + coalesce(i.s, 0) FROM {acc} a "
