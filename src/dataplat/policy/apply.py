@@ -361,3 +361,25 @@ def rollback(target: Target, to_version: int | None = None) -> ApplyResult:
     compiled = Compiled(old.statements)
     return _put_in_force(target, compiled, old.source, old.source_sha256, masked, old.logins, "rollback",
                          f"rollback to version {old.version}", force=True)
+
+
+def remove_all(target: Target, masked_schema: str = "bank_masked") -> None:
+    """Remove everything policies made: the masked schema, the managed roles, the policy schemas
+    (history included) and the login password file. The bank's data is not touched."""
+    with target.connect() as conn:
+        conn.execute(_LOCK)
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(masked_schema)))
+        roles = conn.execute(
+            "SELECT rolname, shobj_description(oid, 'pg_authid') LIKE %s FROM pg_roles "
+            "WHERE shobj_description(oid, 'pg_authid') = %s OR shobj_description(oid, 'pg_authid') LIKE %s "
+            "ORDER BY 2 DESC, 1", (LOGIN_MARK + "%", GROUP_MARK, LOGIN_MARK + "%")).fetchall()
+        has_fn = conn.execute("SELECT to_regnamespace('dataplat_policy') IS NOT NULL").fetchone()
+        for name, _is_login in roles:
+            if has_fn and has_fn[0]:
+                conn.execute(sql.SQL("REVOKE ALL ON ALL FUNCTIONS IN SCHEMA dataplat_policy FROM {}").format(
+                    sql.Identifier(name)))
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
+        conn.execute("DROP SCHEMA IF EXISTS dataplat_policy CASCADE")
+        conn.execute("DROP SCHEMA IF EXISTS dataplat_policy_private CASCADE")
+        conn.commit()
+    target.pgpass.unlink(missing_ok=True)

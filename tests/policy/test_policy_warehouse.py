@@ -1,0 +1,190 @@
+"""Policies against the real warehouse (the shared platform): each role reads what its policy
+says, the known bypasses fail, verify finds a planted leak, apply is idempotent, rollback works."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import psycopg
+import pytest
+from conftest import POLICIES, PolicyEnv
+
+from dataplat.cli import main
+from dataplat.policy.apply import apply, history, in_force, rollback, token_key
+from dataplat.policy.loader import read_policy_texts
+from dataplat.policy.masks import apply_mask, token
+from dataplat.policy.model import PolicyApplyError
+from dataplat.policy.verify import LEAK, verify
+
+FORMATS = {
+    "name": re.compile(r"^.\*+$"),
+    "mobile": re.compile(r"^1\d{2}\*{4}\d{4}$"),
+    "id_number": re.compile(r"^\d{4}\*{10}[\dX]{4}$"),
+    "email": re.compile(r"^.\*\*\*@[\w.-]+$"),
+}
+
+
+def _texts() -> dict[str, str]:
+    return {p.name: p.read_text() for p in sorted(POLICIES.glob("*.yml"))}
+
+
+def _as(env: PolicyEnv, login: str) -> psycopg.Connection[Any]:
+    return psycopg.connect(env.target.login_conninfo(login), autocommit=True)  # type: ignore[attr-defined]
+
+
+def _raw(env: PolicyEnv, query: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    with env.target.connect() as conn:  # type: ignore[attr-defined]
+        return conn.execute(query, params).fetchall()
+
+
+def test_apply_is_idempotent(env: PolicyEnv) -> None:
+    again = apply(env.policy, env.target)  # type: ignore[arg-type]
+    assert again.changed is False
+    assert main(["policy", "plan", "--home", str(env.home), "--json"]) == 0
+
+
+def test_each_role_reads_what_its_policy_says(env: PolicyEnv) -> None:
+    raw = {r[0]: r for r in _raw(env, "SELECT customer_id, name, id_number, mobile, email, address, branch_id "
+                                      "FROM bank.customers ORDER BY customer_id LIMIT 300")}
+    key = token_key(env.target)  # type: ignore[arg-type]
+    cols = ("name", "id_number", "mobile", "email", "address")
+    kinds = dict(zip(cols, ("name", "id_card", "mobile", "email", "address"), strict=True))
+    for role in ("marketing_analyst", "relationship_manager", "risk_officer", "data_scientist", "auditor"):
+        with _as(env, env.policy.roles[role].logins[0].name) as conn:  # type: ignore[attr-defined]
+            rows = conn.execute("SELECT customer_id, name, id_number, mobile, email, address FROM customers "
+                                "WHERE customer_id = ANY(%s)", (list(raw),)).fetchall()
+        assert rows, role
+        for row in rows:
+            for i, col in enumerate(cols, start=1):
+                mask = env.policy.mask_for(role, "customers", col)  # type: ignore[attr-defined]
+                assert row[i] == apply_mask(kinds[col], mask, raw[row[0]][i], key), (role, col)
+                if mask.kind == "partial" and col in FORMATS:
+                    assert FORMATS[col].match(row[i]), (role, col, row[i])
+    # formats of the display masks, spelled out
+    with _as(env, "ma_verify") as conn:
+        name, mobile, ident = conn.execute("SELECT name, mobile, id_number FROM customers LIMIT 1").fetchone()
+        card = conn.execute("SELECT card_no FROM cards LIMIT 1").fetchone()[0]
+    assert re.match(r"^\d{6}\*+\d{4}$", card) and ident.startswith("tk_")
+    assert re.match(r"^1\d\d\*\*\*\*\d{4}$", mobile) and re.match(r"^.\*+$", name)
+
+
+def test_row_filters_and_denied_columns(env: PolicyEnv) -> None:
+    branch1 = {r[0] for r in _raw(env, "SELECT customer_id FROM bank.customers WHERE branch_id = 1")}
+    with _as(env, "rm_verify") as conn:
+        seen = {r[0] for r in conn.execute("SELECT customer_id FROM customers")}
+        accounts = {r[0] for r in conn.execute("SELECT DISTINCT customer_id FROM accounts")}
+    assert seen == branch1 and accounts <= branch1 and accounts
+    with _as(env, "partner_verify") as conn:
+        seen = {r[0] for r in conn.execute("SELECT customer_id FROM customers")}
+        assert seen == set(env.consented)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("SELECT id_number FROM customers")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("SELECT * FROM cards")
+    with _as(env, "ds_verify") as conn:
+        assert {r[0] for r in conn.execute("SELECT DISTINCT name FROM customers")} == {None}
+
+
+def test_tokens_join_across_roles(env: PolicyEnv) -> None:
+    key = token_key(env.target)  # type: ignore[arg-type]
+    cid, ident = _raw(env, "SELECT customer_id, id_number FROM bank.customers ORDER BY customer_id LIMIT 1")[0]
+    with _as(env, "ma_verify") as ma, _as(env, "ds_verify") as ds:
+        a = ma.execute("SELECT id_number FROM customers WHERE customer_id = %s", (cid,)).fetchone()[0]
+        b = ds.execute("SELECT id_number FROM customers WHERE customer_id = %s", (cid,)).fetchone()[0]
+    assert a == b == token(ident, key)
+
+
+def test_known_bypasses_fail(env: PolicyEnv) -> None:
+    cid, ident, mobile = _raw(env, "SELECT customer_id, id_number, mobile FROM bank.customers "
+                                   "WHERE branch_id <> 1 ORDER BY customer_id LIMIT 1")[0]
+    with _as(env, "ma_verify") as conn:
+        assert conn.execute("SELECT count(*) FROM customers WHERE id_number = %s", (ident,)).fetchone() == (0,)
+        assert conn.execute("SELECT count(*) FROM customers WHERE mobile = %s", (mobile,)).fetchone() == (0,)
+        for query in ("SELECT id_number::int FROM customers", "SELECT mobile::numeric FROM customers"):
+            with pytest.raises(psycopg.errors.InvalidTextRepresentation) as exc:
+                conn.execute(query)
+            assert ident not in str(exc.value) and mobile not in str(exc.value)
+        for query in ("SELECT * FROM bank.customers", "SELECT count(*) FROM pg_catalog.pg_statistic",
+                      "SELECT * FROM dataplat_policy_private.token_key"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(query)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            with conn.cursor().copy("COPY bank.customers TO STDOUT") as cp:
+                for _ in cp:
+                    pass
+        stats = conn.execute("SELECT count(*) FROM pg_stats WHERE schemaname = 'bank'").fetchone()
+        assert stats == (0,)
+        plan = "\n".join(r[0] for r in conn.execute(
+            "EXPLAIN (ANALYZE, VERBOSE) SELECT id_number FROM customers WHERE mobile <> 'x'"))
+        assert ident not in plan
+    with _as(env, "rm_verify") as conn:  # a leaky function sees only the rows the filter lets through
+        notices: list[str] = []
+        conn.add_notice_handler(lambda d: notices.append(d.message_primary or ""))
+        conn.execute("CREATE FUNCTION pg_temp.peek(bigint) RETURNS boolean LANGUAGE plpgsql COST 0.0000001 "
+                     "AS $$ BEGIN RAISE NOTICE 'peek %', $1; RETURN true; END $$")
+        conn.execute("SELECT count(*) FROM customers WHERE pg_temp.peek(customer_id)")
+        assert notices and f"peek {cid}" not in notices
+
+
+def test_verify_passes_for_the_shipped_policies(env: PolicyEnv, capsys: pytest.CaptureFixture[str]) -> None:
+    rc = main(["policy", "verify", "--home", str(env.home)])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert "marketing_analyst" in out and "LEAK" not in out
+
+
+def test_verify_finds_a_planted_leak_then_passes_once_fixed(env: PolicyEnv) -> None:
+    texts = _texts()
+    # the hole: mobile left out of the classification, so every role reads it in clear
+    texts["classification.yml"] = texts["classification.yml"].replace(
+        "    mobile:     {kind: mobile,    level: 3}\n", "")
+    holed = read_policy_texts(texts)
+    assert apply(holed, env.target).changed  # type: ignore[arg-type]
+    report = verify(holed, env.target, roles=["marketing_analyst"])  # type: ignore[arg-type]
+    leaks = [f for f in report.findings if f.status == LEAK]
+    assert not report.ok and any("unclassified column customers.mobile" in f.detail for f in leaks), report.table()
+    assert apply(env.policy, env.target).changed  # type: ignore[arg-type]
+    assert verify(env.policy, env.target, roles=["marketing_analyst"]).ok  # type: ignore[arg-type]
+
+
+def test_rollback_and_history(env: PolicyEnv, capsys: pytest.CaptureFixture[str], tmp_path) -> None:  # type: ignore[no-untyped-def]
+    before = in_force(env.target)  # type: ignore[arg-type]
+    texts = _texts()
+    texts["roles.yml"] = texts["roles.yml"].replace("      mobile: partial\n      bank_card: partial\n      email: "
+                                                    "partial\n      address: partial\n      balance: clear",
+                                                    "      mobile: 'null'\n      bank_card: partial\n      email: "
+                                                    "partial\n      address: partial\n      balance: clear", 1)
+    changed = read_policy_texts(texts)
+    assert changed.mask_for("marketing_analyst", "customers", "mobile").kind == "null"
+    assert main(["policy", "plan", "--home", str(env.home)]) == 0
+    assert "no changes" in capsys.readouterr().out  # the shipped policies are the ones in force
+    apply(changed, env.target, note="mobile hidden")  # type: ignore[arg-type]
+    with _as(env, "ma_verify") as conn:
+        assert conn.execute("SELECT count(mobile) FROM customers").fetchone() == (0,)
+    result = rollback(env.target)  # type: ignore[arg-type]
+    assert result.changed and result.version is not None
+    with _as(env, "ma_verify") as conn:
+        assert conn.execute("SELECT count(mobile) FROM customers").fetchone()[0] > 0
+    versions = history(env.target)  # type: ignore[arg-type]
+    assert versions[-1].action == "rollback" and versions[-1].sql_sha256 == before.sql_sha256  # type: ignore[union-attr]
+    csv_file = tmp_path / "matrix.csv"
+    assert main(["policy", "audit", "--home", str(env.home), "--json", "--csv", str(csv_file)]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["history"][-1]["action"] == "rollback"
+    cell = next(c for c in doc["matrix"] if c["role"] == "relationship_manager" and c["column"] == "id_number")
+    assert cell["mask"] == "partial" and cell["row_filtered"]
+    assert "external_partner,customers,id_number,id_card,4,deny," in csv_file.read_text()
+
+
+def test_failed_apply_leaves_previous_policies(env: PolicyEnv) -> None:
+    before = in_force(env.target)  # type: ignore[arg-type]
+    texts = _texts()
+    texts["classification.yml"] = texts["classification.yml"].replace("source_schema: bank ", "source_schema: nobank ")
+    broken = read_policy_texts(texts)
+    with pytest.raises(PolicyApplyError, match="nothing was changed"):
+        apply(broken, env.target)  # type: ignore[arg-type]
+    assert in_force(env.target).version == before.version  # type: ignore[union-attr]
+    with _as(env, "ma_verify") as conn:
+        assert conn.execute("SELECT count(*) FROM customers").fetchone()[0] > 0
