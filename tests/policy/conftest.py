@@ -50,13 +50,21 @@ def env(platform) -> Iterator[PolicyEnv]:  # type: ignore[no-untyped-def]
     policy = load_policies(POLICIES)
     apply(policy, target)
     with target.connect() as conn:
-        ids = [r[0] for r in conn.execute(
-            "SELECT customer_id FROM bank.customers ORDER BY customer_id LIMIT %s", (CONSENTED,))]
+        ids = [
+            r[0]
+            for r in conn.execute(
+                "SELECT customer_id FROM bank.customers ORDER BY customer_id LIMIT %s", (CONSENTED,)
+            )
+        ]
         conn.execute(
             "INSERT INTO dataplat_policy.consents (customer_id, grantee, purpose) "
-            "SELECT unnest(%s::bigint[]), 'external_partner', 'joint_marketing' ON CONFLICT DO NOTHING", (ids,))
+            "SELECT unnest(%s::bigint[]), 'external_partner', 'joint_marketing' ON CONFLICT DO NOTHING",
+            (ids,),
+        )
         # a revoked consent must not count
-        conn.execute("UPDATE dataplat_policy.consents SET revoked_at = now() WHERE customer_id = %s", (ids[-1],))
+        conn.execute(
+            "UPDATE dataplat_policy.consents SET revoked_at = now() WHERE customer_id = %s", (ids[-1],)
+        )
         conn.commit()
     try:
         yield PolicyEnv(platform.home, target, policy, frozenset(ids[:-1]))

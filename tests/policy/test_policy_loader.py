@@ -19,8 +19,14 @@ def _problems(name: str) -> list[tuple[str, int | None, str]]:
 
 def test_shipped_policies_validate_and_compile() -> None:
     policy = load_policies(POLICIES)
-    assert set(policy.roles) == {"marketing_analyst", "relationship_manager", "risk_officer",
-                                 "data_scientist", "external_partner", "auditor"}
+    assert set(policy.roles) == {
+        "marketing_analyst",
+        "relationship_manager",
+        "risk_officer",
+        "data_scientist",
+        "external_partner",
+        "auditor",
+    }
     assert policy.classified("customers", "id_number").kind == "id_card"
     assert policy.mask_for("external_partner", "customers", "id_number").kind == "deny"
     assert policy.mask_for("external_partner", "cards", "card_no").kind == "deny"  # table not granted
@@ -41,13 +47,16 @@ def test_shipped_policies_validate_and_compile() -> None:
         ("conflict.yml", [("conflict.yml", 11, "masks.marketing_analyst.customers.mobile")]),
         ("duplicate_key.yml", [("duplicate_key.yml", 6, "(yaml)")]),
         ("partial_too_wide.yml", [("partial_too_wide.yml", 8, "roles.auditor.masks.id_card")]),
-        ("many_errors.yml", [
-            ("many_errors.yml", 3, "classification.customers.name.kind"),
-            ("many_errors.yml", 4, "classification.customers.mobile.level"),
-            ("many_errors.yml", 7, "roles.marketing_analyst.tables[1]"),
-            ("many_errors.yml", 8, "roles.marketing_analyst.row_filter.by"),
-            ("many_errors.yml", 10, "roles.marketing_analyst.masks.balance"),
-        ]),
+        (
+            "many_errors.yml",
+            [
+                ("many_errors.yml", 3, "classification.customers.name.kind"),
+                ("many_errors.yml", 4, "classification.customers.mobile.level"),
+                ("many_errors.yml", 7, "roles.marketing_analyst.tables[1]"),
+                ("many_errors.yml", 8, "roles.marketing_analyst.row_filter.by"),
+                ("many_errors.yml", 10, "roles.marketing_analyst.masks.balance"),
+            ],
+        ),
     ],
 )
 def test_bad_policies_name_file_line_field(name: str, expected: list[tuple[str, int, str]]) -> None:
@@ -64,14 +73,16 @@ def test_injection_like_names_are_refused() -> None:
     problems = _problems("injection_role.yml")
     assert problems == [("injection_role.yml", 2, 'roles.analyst"; DROP TABLE bank.customers; --')]
     problems = _problems("injection_schema.yml")
-    assert problems == [("injection_schema.yml", 2, "settings.masked_schema"),
-                        ("injection_schema.yml", 7, "roles.auditor.logins[0].name")]
+    assert problems == [
+        ("injection_schema.yml", 2, "settings.masked_schema"),
+        ("injection_schema.yml", 7, "roles.auditor.logins[0].name"),
+    ]
 
 
 def test_conflicts_across_files_are_found() -> None:
     texts = {
         "a.yml": "classification:\n  customers:\n    mobile: {kind: mobile, level: 3}\n"
-                 "roles:\n  auditor:\n    tables: [customers]\n    masks: {mobile: partial}\n",
+        "roles:\n  auditor:\n    tables: [customers]\n    masks: {mobile: partial}\n",
         "b.yml": "masks:\n  auditor:\n    mobile: 'null'\n",
         "c.yml": "classification:\n  customers:\n    mobile: {kind: id_card, level: 3}\n",
     }
@@ -101,5 +112,9 @@ def test_cli_json_lists_problems(capsys: pytest.CaptureFixture[str]) -> None:
     rc = main(["policy", "plan", "--offline", "--json", "-p", str(BAD / "unknown_role.yml")])
     assert rc == 2
     doc = json.loads(capsys.readouterr().out)
-    assert doc["problems"][0] == {"file": "unknown_role.yml", "line": 7, "field": "masks.growth_hacker",
-                                  "message": "unknown role; defined roles: marketing_analyst"}
+    assert doc["problems"][0] == {
+        "file": "unknown_role.yml",
+        "line": 7,
+        "field": "masks.growth_hacker",
+        "message": "unknown role; defined roles: marketing_analyst",
+    }

@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from dataplat.policy.masks import apply_mask, derive_key, keep, mask_email, mask_free_text, token
+from dataplat.policy.masks import apply_mask, derive_key, keep, mask_email, token
 from dataplat.policy.model import Mask
 
 KEY = derive_key("test-key")
@@ -19,8 +19,12 @@ KEY = derive_key("test-key")
         ("name", Mask("partial"), "欧阳娜娜", "欧***"),
         ("mobile", Mask("partial"), "13812341234", "138****1234"),
         ("id_card", Mask("partial"), "11010119900101002X", "1101**********002X"),
-        ("id_card", Mask("partial", (("keep_first", 6), ("keep_last", 4))), "11010119900101002X",
-         "110101********002X"),
+        (
+            "id_card",
+            Mask("partial", (("keep_first", 6), ("keep_last", 4))),
+            "11010119900101002X",
+            "110101********002X",
+        ),
         ("bank_card", Mask("partial"), "6222021234567890", "622202******7890"),
         ("email", Mask("partial"), "zhang.san@example.com", "z***@example.com"),
         ("address", Mask("partial"), "北京市东城区春晖路9号", "北京市东城区*****"),

@@ -11,8 +11,12 @@ from dataplat.policy.masks import derive_key, keep, mask_free_text, token  # noq
 
 KEY = derive_key("test-key")
 
-@hypothesis.given(digits=st.text(alphabet="0123456789", min_size=11, max_size=19),
-                  first=st.integers(0, 6), last=st.integers(0, 4))
+
+@hypothesis.given(
+    digits=st.text(alphabet="0123456789", min_size=11, max_size=19),
+    first=st.integers(0, 6),
+    last=st.integers(0, 4),
+)
 def test_partial_never_reveals_hidden_digits(digits: str, first: int, last: int) -> None:
     shown = keep(digits, first, last, 4)
     assert shown is not None and len(shown) == len(digits)

@@ -46,15 +46,24 @@ def test_apply_is_idempotent(env: PolicyEnv) -> None:
 
 
 def test_each_role_reads_what_its_policy_says(env: PolicyEnv) -> None:
-    raw = {r[0]: r for r in _raw(env, "SELECT customer_id, name, id_number, mobile, email, address, branch_id "
-                                      "FROM bank.customers ORDER BY customer_id LIMIT 300")}
+    raw = {
+        r[0]: r
+        for r in _raw(
+            env,
+            "SELECT customer_id, name, id_number, mobile, email, address, branch_id "
+            "FROM bank.customers ORDER BY customer_id LIMIT 300",
+        )
+    }
     key = token_key(env.target)  # type: ignore[arg-type]
     cols = ("name", "id_number", "mobile", "email", "address")
     kinds = dict(zip(cols, ("name", "id_card", "mobile", "email", "address"), strict=True))
     for role in ("marketing_analyst", "relationship_manager", "risk_officer", "data_scientist", "auditor"):
         with _as(env, env.policy.roles[role].logins[0].name) as conn:  # type: ignore[attr-defined]
-            rows = conn.execute("SELECT customer_id, name, id_number, mobile, email, address FROM customers "
-                                "WHERE customer_id = ANY(%s)", (list(raw),)).fetchall()
+            rows = conn.execute(
+                "SELECT customer_id, name, id_number, mobile, email, address FROM customers "
+                "WHERE customer_id = ANY(%s)",
+                (list(raw),),
+            ).fetchall()
         assert rows, role
         for row in rows:
             for i, col in enumerate(cols, start=1):
@@ -89,7 +98,9 @@ def test_row_filters_and_denied_columns(env: PolicyEnv) -> None:
 
 def test_tokens_join_across_roles(env: PolicyEnv) -> None:
     key = token_key(env.target)  # type: ignore[arg-type]
-    cid, ident = _raw(env, "SELECT customer_id, id_number FROM bank.customers ORDER BY customer_id LIMIT 1")[0]
+    cid, ident = _raw(env, "SELECT customer_id, id_number FROM bank.customers ORDER BY customer_id LIMIT 1")[
+        0
+    ]
     with _as(env, "ma_verify") as ma, _as(env, "ds_verify") as ds:
         a = ma.execute("SELECT id_number FROM customers WHERE customer_id = %s", (cid,)).fetchone()[0]
         b = ds.execute("SELECT id_number FROM customers WHERE customer_id = %s", (cid,)).fetchone()[0]
@@ -97,17 +108,25 @@ def test_tokens_join_across_roles(env: PolicyEnv) -> None:
 
 
 def test_known_bypasses_fail(env: PolicyEnv) -> None:
-    cid, ident, mobile = _raw(env, "SELECT customer_id, id_number, mobile FROM bank.customers "
-                                   "WHERE branch_id <> 1 ORDER BY customer_id LIMIT 1")[0]
+    cid, ident, mobile = _raw(
+        env,
+        "SELECT customer_id, id_number, mobile FROM bank.customers "
+        "WHERE branch_id <> 1 ORDER BY customer_id LIMIT 1",
+    )[0]
     with _as(env, "ma_verify") as conn:
-        assert conn.execute("SELECT count(*) FROM customers WHERE id_number = %s", (ident,)).fetchone() == (0,)
+        assert conn.execute("SELECT count(*) FROM customers WHERE id_number = %s", (ident,)).fetchone() == (
+            0,
+        )
         assert conn.execute("SELECT count(*) FROM customers WHERE mobile = %s", (mobile,)).fetchone() == (0,)
         for query in ("SELECT id_number::int FROM customers", "SELECT mobile::numeric FROM customers"):
             with pytest.raises(psycopg.errors.InvalidTextRepresentation) as exc:
                 conn.execute(query)
             assert ident not in str(exc.value) and mobile not in str(exc.value)
-        for query in ("SELECT * FROM bank.customers", "SELECT count(*) FROM pg_catalog.pg_statistic",
-                      "SELECT * FROM dataplat_policy_private.token_key"):
+        for query in (
+            "SELECT * FROM bank.customers",
+            "SELECT count(*) FROM pg_catalog.pg_statistic",
+            "SELECT * FROM dataplat_policy_private.token_key",
+        ):
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 conn.execute(query)
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
@@ -116,14 +135,20 @@ def test_known_bypasses_fail(env: PolicyEnv) -> None:
                     pass
         stats = conn.execute("SELECT count(*) FROM pg_stats WHERE schemaname = 'bank'").fetchone()
         assert stats == (0,)
-        plan = "\n".join(r[0] for r in conn.execute(
-            "EXPLAIN (ANALYZE, VERBOSE) SELECT id_number FROM customers WHERE mobile <> 'x'"))
+        plan = "\n".join(
+            r[0]
+            for r in conn.execute(
+                "EXPLAIN (ANALYZE, VERBOSE) SELECT id_number FROM customers WHERE mobile <> 'x'"
+            )
+        )
         assert ident not in plan
     with _as(env, "rm_verify") as conn:  # a leaky function sees only the rows the filter lets through
         notices: list[str] = []
         conn.add_notice_handler(lambda d: notices.append(d.message_primary or ""))
-        conn.execute("CREATE FUNCTION pg_temp.peek(bigint) RETURNS boolean LANGUAGE plpgsql COST 0.0000001 "
-                     "AS $$ BEGIN RAISE NOTICE 'peek %', $1; RETURN true; END $$")
+        conn.execute(
+            "CREATE FUNCTION pg_temp.peek(bigint) RETURNS boolean LANGUAGE plpgsql COST 0.0000001 "
+            "AS $$ BEGIN RAISE NOTICE 'peek %', $1; RETURN true; END $$"
+        )
         conn.execute("SELECT count(*) FROM customers WHERE pg_temp.peek(customer_id)")
         assert notices and f"peek {cid}" not in notices
 
@@ -139,12 +164,15 @@ def test_verify_finds_a_planted_leak_then_passes_once_fixed(env: PolicyEnv) -> N
     texts = _texts()
     # the hole: mobile left out of the classification, so every role reads it in clear
     texts["classification.yml"] = texts["classification.yml"].replace(
-        "    mobile:     {kind: mobile,    level: 3}\n", "")
+        "    mobile:     {kind: mobile,    level: 3}\n", ""
+    )
     holed = read_policy_texts(texts)
     assert apply(holed, env.target).changed  # type: ignore[arg-type]
     report = verify(holed, env.target, roles=["marketing_analyst"])  # type: ignore[arg-type]
     leaks = [f for f in report.findings if f.status == LEAK]
-    assert not report.ok and any("unclassified column customers.mobile" in f.detail for f in leaks), report.table()
+    assert not report.ok and any("unclassified column customers.mobile" in f.detail for f in leaks), (
+        report.table()
+    )
     assert apply(env.policy, env.target).changed  # type: ignore[arg-type]
     assert verify(env.policy, env.target, roles=["marketing_analyst"]).ok  # type: ignore[arg-type]
 
@@ -152,10 +180,13 @@ def test_verify_finds_a_planted_leak_then_passes_once_fixed(env: PolicyEnv) -> N
 def test_rollback_and_history(env: PolicyEnv, capsys: pytest.CaptureFixture[str], tmp_path) -> None:  # type: ignore[no-untyped-def]
     before = in_force(env.target)  # type: ignore[arg-type]
     texts = _texts()
-    texts["roles.yml"] = texts["roles.yml"].replace("      mobile: partial\n      bank_card: partial\n      email: "
-                                                    "partial\n      address: partial\n      balance: clear",
-                                                    "      mobile: 'null'\n      bank_card: partial\n      email: "
-                                                    "partial\n      address: partial\n      balance: clear", 1)
+    texts["roles.yml"] = texts["roles.yml"].replace(
+        "      mobile: partial\n      bank_card: partial\n      email: "
+        "partial\n      address: partial\n      balance: clear",
+        "      mobile: 'null'\n      bank_card: partial\n      email: "
+        "partial\n      address: partial\n      balance: clear",
+        1,
+    )
     changed = read_policy_texts(texts)
     assert changed.mask_for("marketing_analyst", "customers", "mobile").kind == "null"
     assert main(["policy", "plan", "--home", str(env.home)]) == 0
@@ -173,7 +204,9 @@ def test_rollback_and_history(env: PolicyEnv, capsys: pytest.CaptureFixture[str]
     assert main(["policy", "audit", "--home", str(env.home), "--json", "--csv", str(csv_file)]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["history"][-1]["action"] == "rollback"
-    cell = next(c for c in doc["matrix"] if c["role"] == "relationship_manager" and c["column"] == "id_number")
+    cell = next(
+        c for c in doc["matrix"] if c["role"] == "relationship_manager" and c["column"] == "id_number"
+    )
     assert cell["mask"] == "partial" and cell["row_filtered"]
     assert "external_partner,customers,id_number,id_card,4,deny," in csv_file.read_text()
 
@@ -181,7 +214,9 @@ def test_rollback_and_history(env: PolicyEnv, capsys: pytest.CaptureFixture[str]
 def test_failed_apply_leaves_previous_policies(env: PolicyEnv) -> None:
     before = in_force(env.target)  # type: ignore[arg-type]
     texts = _texts()
-    texts["classification.yml"] = texts["classification.yml"].replace("source_schema: bank ", "source_schema: nobank ")
+    texts["classification.yml"] = texts["classification.yml"].replace(
+        "source_schema: bank ", "source_schema: nobank "
+    )
     broken = read_policy_texts(texts)
     with pytest.raises(PolicyApplyError, match="nothing was changed"):
         apply(broken, env.target)  # type: ignore[arg-type]

@@ -28,6 +28,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.types.json import Jsonb
 
 from dataplat.policy.compiler import BOOTSTRAP_SQL, GROUP_MARK, LOGIN_MARK, Compiled, compile_policy
 from dataplat.policy.loader import read_policy_texts
@@ -64,7 +65,7 @@ class Target:
         params = conninfo_to_dict(self.admin_conninfo)
         params["user"] = login
         params["passfile"] = str(self.pgpass)
-        return make_conninfo(**params)
+        return make_conninfo("", **params)
 
     def connect(self, **kwargs: Any) -> psycopg.Connection[Any]:
         """A connection as the admin."""
@@ -119,8 +120,13 @@ class ApplyResult:
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
-        return {"changed": self.changed, "version": self.version, "previous": self.previous,
-                "reasons": self.reasons, "statements": self.statements}
+        return {
+            "changed": self.changed,
+            "version": self.version,
+            "previous": self.previous,
+            "reasons": self.reasons,
+            "statements": self.statements,
+        }
 
 
 # --- secrets ----------------------------------------------------------------------------
@@ -163,14 +169,17 @@ def _write_pgpass(path: Path, entries: dict[str, str]) -> None:
 
 # --- reading what is in force -------------------------------------------------------------
 
-_VERSION_COLS = ("version, applied_at::text, applied_by, action, source_sha256, sql_sha256, "
-                 "coalesce(state_sha256, ''), coalesce(note, ''), statements, source, logins")
+_VERSION_COLS = (
+    "version, applied_at::text, applied_by, action, source_sha256, sql_sha256, "
+    "coalesce(state_sha256, ''), coalesce(note, ''), statements, source, logins"
+)
 
 
 def _version(row: tuple[Any, ...]) -> Version:
     logins = tuple(Login(d["name"], d["role"], tuple(d.get("branch_ids", ()))) for d in row[10])
-    return Version(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], tuple(row[8]),
-                   dict(row[9]), logins)
+    return Version(
+        row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], tuple(row[8]), dict(row[9]), logins
+    )
 
 
 def _has_versions(conn: psycopg.Connection[Any]) -> bool:
@@ -183,7 +192,9 @@ def history(target: Target) -> list[Version]:
     with target.connect() as conn:
         if not _has_versions(conn):
             return []
-        rows = conn.execute(f"SELECT {_VERSION_COLS} FROM dataplat_policy.versions ORDER BY version").fetchall()
+        rows = conn.execute(
+            f"SELECT {_VERSION_COLS} FROM dataplat_policy.versions ORDER BY version"
+        ).fetchall()
     return [_version(r) for r in rows]
 
 
@@ -283,47 +294,79 @@ def _put_in_force(
                     reasons.append(f"warehouse objects drifted from version {current.version} (re-applied)")
             if _stored_fingerprint(conn) != fingerprint:
                 reasons.append("token key set or rotated")
-            existing = {r[0] for r in conn.execute(
-                "SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)", ([lg.name for lg in logins],))}
-            missing_pw = sorted(lg.name for lg in logins if lg.name not in passwords or lg.name not in existing)
+            existing = {
+                r[0]
+                for r in conn.execute(
+                    "SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)", ([lg.name for lg in logins],)
+                )
+            }
+            missing_pw = sorted(
+                lg.name for lg in logins if lg.name not in passwords or lg.name not in existing
+            )
             if missing_pw:
                 reasons.append("login passwords to set: " + ", ".join(missing_pw))
             if not reasons and not force:
                 conn.rollback()
-                return ApplyResult(False, current.version if current else None,
-                                   current.version if current else None, ["nothing to change"])
+                return ApplyResult(
+                    False,
+                    current.version if current else None,
+                    current.version if current else None,
+                    ["nothing to change"],
+                )
             for i, statement in enumerate(compiled.statements, start=1):
                 try:
                     conn.execute(statement)
                 except psycopg.Error as exc:
                     raise PolicyApplyError(
                         f"statement {i} of {len(compiled.statements)} failed ({_first_line(statement)}): "
-                        f"{exc.diag.message_primary or exc}; nothing was changed, the previous policies stay in force"
+                        f"{exc.diag.message_primary or exc}; nothing was changed, "
+                        "the previous policies stay in force"
                     ) from exc
             ipad, opad = key_pads(key)
             conn.execute(
-                """INSERT INTO dataplat_policy_private.token_key (id, k_ipad, k_opad, fingerprint) VALUES (1, %s, %s, %s)
+                """INSERT INTO dataplat_policy_private.token_key (id, k_ipad, k_opad, fingerprint)
+                   VALUES (1, %s, %s, %s)
                    ON CONFLICT (id) DO UPDATE SET k_ipad = excluded.k_ipad, k_opad = excluded.k_opad,
                    fingerprint = excluded.fingerprint, set_at = now()
-                   WHERE dataplat_policy_private.token_key.fingerprint IS DISTINCT FROM excluded.fingerprint""",
+                   WHERE dataplat_policy_private.token_key.fingerprint
+                         IS DISTINCT FROM excluded.fingerprint""",
                 (ipad, opad, fingerprint),
             )
             new_passwords = dict(passwords)
             for name in missing_pw:
                 new_passwords[name] = secrets.token_urlsafe(24)
-                conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(
-                    sql.Identifier(name), sql.Literal(new_passwords[name])))
-            row = conn.execute("SELECT coalesce(max(version), 0) + 1 FROM dataplat_policy.versions").fetchone()
+                conn.execute(
+                    sql.SQL("ALTER ROLE {} PASSWORD {}").format(
+                        sql.Identifier(name), sql.Literal(new_passwords[name])
+                    )
+                )
+            row = conn.execute(
+                "SELECT coalesce(max(version), 0) + 1 FROM dataplat_policy.versions"
+            ).fetchone()
             version = int(row[0]) if row else 1
             conn.execute(
-                """INSERT INTO dataplat_policy.versions (version, applied_by, action, source_sha256, sql_sha256,
+                """INSERT INTO dataplat_policy.versions (version, applied_by, action, source_sha256,
+                       sql_sha256,
                        state_sha256, compiled_sql, statements, source, logins, note)
                    VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
-                (version, _applied_by(conn), action, source_sha256, compiled.sha256,
-                 state_digest(conn, masked_schema), compiled.sql,
-                 psycopg.types.json.Jsonb(list(compiled.statements)), psycopg.types.json.Jsonb(source),
-                 psycopg.types.json.Jsonb([{"name": lg.name, "role": lg.role, "branch_ids": list(lg.branch_ids)}
-                                           for lg in logins]), note or None),
+                (
+                    version,
+                    _applied_by(conn),
+                    action,
+                    source_sha256,
+                    compiled.sha256,
+                    state_digest(conn, masked_schema),
+                    compiled.sql,
+                    Jsonb(list(compiled.statements)),
+                    Jsonb(source),
+                    Jsonb(
+                        [
+                            {"name": lg.name, "role": lg.role, "branch_ids": list(lg.branch_ids)}
+                            for lg in logins
+                        ]
+                    ),
+                    note or None,
+                ),
             )
             conn.commit()
         except BaseException:
@@ -338,29 +381,50 @@ def _put_in_force(
 def apply(policy: Policy, target: Target, note: str = "", force: bool = False) -> ApplyResult:
     """Compile ``policy`` and put it in force in one transaction (a no-op when already in force)."""
     compiled = compile_policy(policy)
-    return _put_in_force(target, compiled, policy.sources, policy.source_sha256, policy.settings.masked_schema,
-                         policy.logins, "apply", note, force)
+    return _put_in_force(
+        target,
+        compiled,
+        policy.sources,
+        policy.source_sha256,
+        policy.settings.masked_schema,
+        policy.logins,
+        "apply",
+        note,
+        force,
+    )
 
 
 def rollback(target: Target, to_version: int | None = None) -> ApplyResult:
     """Re-apply the version before the one in force (or ``to_version``), recorded as a new version."""
     versions = history(target)
     if len(versions) < 2 and to_version is None:
-        raise PolicyApplyError("there is no previous policy version to roll back to"
-                               + (f" (only version {versions[0].version} exists)" if versions else ""))
+        raise PolicyApplyError(
+            "there is no previous policy version to roll back to"
+            + (f" (only version {versions[0].version} exists)" if versions else "")
+        )
     if to_version is None:
         old = versions[-2]
     else:
         found = [v for v in versions if v.version == to_version]
         if not found:
-            raise PolicyApplyError(f"no policy version {to_version}; versions: "
-                                   + ", ".join(str(v.version) for v in versions))
+            raise PolicyApplyError(
+                f"no policy version {to_version}; versions: " + ", ".join(str(v.version) for v in versions)
+            )
         old = found[0]
     policy = old.policy()
     masked = policy.settings.masked_schema if policy else "bank_masked"
     compiled = Compiled(old.statements)
-    return _put_in_force(target, compiled, old.source, old.source_sha256, masked, old.logins, "rollback",
-                         f"rollback to version {old.version}", force=True)
+    return _put_in_force(
+        target,
+        compiled,
+        old.source,
+        old.source_sha256,
+        masked,
+        old.logins,
+        "rollback",
+        f"rollback to version {old.version}",
+        force=True,
+    )
 
 
 def remove_all(target: Target, masked_schema: str = "bank_masked") -> None:
@@ -372,12 +436,17 @@ def remove_all(target: Target, masked_schema: str = "bank_masked") -> None:
         roles = conn.execute(
             "SELECT rolname, shobj_description(oid, 'pg_authid') LIKE %s FROM pg_roles "
             "WHERE shobj_description(oid, 'pg_authid') = %s OR shobj_description(oid, 'pg_authid') LIKE %s "
-            "ORDER BY 2 DESC, 1", (LOGIN_MARK + "%", GROUP_MARK, LOGIN_MARK + "%")).fetchall()
+            "ORDER BY 2 DESC, 1",
+            (LOGIN_MARK + "%", GROUP_MARK, LOGIN_MARK + "%"),
+        ).fetchall()
         has_fn = conn.execute("SELECT to_regnamespace('dataplat_policy') IS NOT NULL").fetchone()
         for name, _is_login in roles:
             if has_fn and has_fn[0]:
-                conn.execute(sql.SQL("REVOKE ALL ON ALL FUNCTIONS IN SCHEMA dataplat_policy FROM {}").format(
-                    sql.Identifier(name)))
+                conn.execute(
+                    sql.SQL("REVOKE ALL ON ALL FUNCTIONS IN SCHEMA dataplat_policy FROM {}").format(
+                        sql.Identifier(name)
+                    )
+                )
             conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
         conn.execute("DROP SCHEMA IF EXISTS dataplat_policy CASCADE")
         conn.execute("DROP SCHEMA IF EXISTS dataplat_policy_private CASCADE")

@@ -40,9 +40,16 @@ class Cell:
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
-        return {"role": self.role, "table": self.table, "column": self.column, "kind": self.kind,
-                "level": self.level, "mask": self.mask, "row_filter": self.row_filter or None,
-                "row_filtered": bool(self.row_filter) and self.mask != "deny"}
+        return {
+            "role": self.role,
+            "table": self.table,
+            "column": self.column,
+            "kind": self.kind,
+            "level": self.level,
+            "mask": self.mask,
+            "row_filter": self.row_filter or None,
+            "row_filtered": bool(self.row_filter) and self.mask != "deny",
+        }
 
 
 def matrix(policy: Policy, classified_only: bool = False) -> list[Cell]:
@@ -56,8 +63,17 @@ def matrix(policy: Policy, classified_only: bool = False) -> list[Cell]:
             for role in sorted(policy.roles):
                 rf = policy.roles[role].row_filter
                 mask = policy.mask_for(role, table.name, col.name)
-                cells.append(Cell(role, table.name, col.name, cls.kind if cls else "", cls.level if cls else None,
-                                  mask.label(), rf.label() if rf else ""))
+                cells.append(
+                    Cell(
+                        role,
+                        table.name,
+                        col.name,
+                        cls.kind if cls else "",
+                        cls.level if cls else None,
+                        mask.label(),
+                        rf.label() if rf else "",
+                    )
+                )
     return cells
 
 
@@ -105,8 +121,13 @@ class Plan:
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
-        return {"in_force": self.in_force, "changed": self.changed, "changes": self.changes,
-                "sql_changed": self.sql_changed, "sql_diff": self.sql_diff}
+        return {
+            "in_force": self.in_force,
+            "changed": self.changed,
+            "changes": self.changes,
+            "sql_changed": self.sql_changed,
+            "sql_diff": self.sql_diff,
+        }
 
 
 def diff(old: Policy | None, new: Policy, old_sql: str = "", old_version: int | None = None) -> Plan:
@@ -116,9 +137,14 @@ def diff(old: Policy | None, new: Policy, old_sql: str = "", old_version: int | 
     ch = plan.changes
     new_sql = compile_policy(new).sql
     plan.sql_changed = new_sql != old_sql
-    plan.sql_diff = "".join(difflib.unified_diff(
-        old_sql.splitlines(keepends=True), new_sql.splitlines(keepends=True),
-        f"version {old_version}" if old_version else "(nothing in force)", "policies"))
+    plan.sql_diff = "".join(
+        difflib.unified_diff(
+            old_sql.splitlines(keepends=True),
+            new_sql.splitlines(keepends=True),
+            f"version {old_version}" if old_version else "(nothing in force)",
+            "policies",
+        )
+    )
     old_roles = old.roles if old else {}
     for r in sorted(set(new.roles) | set(old_roles)):
         if r not in old_roles:
@@ -130,7 +156,9 @@ def diff(old: Policy | None, new: Policy, old_sql: str = "", old_version: int | 
     for n in sorted(set(new_logins) | set(old_logins)):
         a, b = old_logins.get(n), new_logins.get(n)
         if a is None and b is not None:
-            ch.append(f"+ login {n} -> {b.role}" + (f" (branches {list(b.branch_ids)})" if b.branch_ids else ""))
+            ch.append(
+                f"+ login {n} -> {b.role}" + (f" (branches {list(b.branch_ids)})" if b.branch_ids else "")
+            )
         elif b is None and a is not None:
             ch.append(f"- login {n}")
         elif a != b and a is not None and b is not None:
@@ -140,23 +168,24 @@ def diff(old: Policy | None, new: Policy, old_sql: str = "", old_version: int | 
     for r in sorted(new.roles):
         if r not in old_roles:
             continue
-        a, b = old_roles[r], new.roles[r]
-        for t in sorted(set(a.tables) | set(b.tables)):
-            if t in b.tables and t not in a.tables:
+        ra, rb = old_roles[r], new.roles[r]
+        for t in sorted(set(ra.tables) | set(rb.tables)):
+            if t in rb.tables and t not in ra.tables:
                 ch.append(f"+ {r} may read {t}")
-            elif t in a.tables and t not in b.tables:
+            elif t in ra.tables and t not in rb.tables:
                 ch.append(f"- {r} may no longer read {t}")
-        if a.row_filter != b.row_filter:
-            la = a.row_filter.label() if a.row_filter else "none"
-            lb = b.row_filter.label() if b.row_filter else "none"
+        if ra.row_filter != rb.row_filter:
+            la = ra.row_filter.label() if ra.row_filter else "none"
+            lb = rb.row_filter.label() if rb.row_filter else "none"
             ch.append(f"~ {r} row filter: {la} -> {lb}")
     if old:
         before = {(c.role, c.table, c.column): c.mask for c in matrix(old)}
         for c in matrix(new):
             prev = before.get((c.role, c.table, c.column))
             if prev is not None and prev != c.mask and c.role in old_roles:
-                if "deny" in (prev, c.mask) and (c.table not in old_roles[c.role].tables
-                                                 or c.table not in new.roles[c.role].tables):
+                if "deny" in (prev, c.mask) and (
+                    c.table not in old_roles[c.role].tables or c.table not in new.roles[c.role].tables
+                ):
                     continue  # reported as a table grant change
                 ch.append(f"~ {c.role} x {c.table}.{c.column}: {prev} -> {c.mask}")
         old_cls = old.classification
@@ -169,8 +198,10 @@ def diff(old: Policy | None, new: Policy, old_sql: str = "", old_version: int | 
             elif a_c and b_c and (a_c.kind, a_c.level) != (b_c.kind, b_c.level):
                 ch.append(f"~ {key}: {a_c.kind}/level {a_c.level} -> {b_c.kind}/level {b_c.level}")
     else:
-        ch.append(f"+ schema {new.settings.masked_schema}: views over {new.settings.source_schema} for "
-                  f"{len(new.roles)} role(s), {len(new.classification)} classified column(s)")
+        ch.append(
+            f"+ schema {new.settings.masked_schema}: views over {new.settings.source_schema} for "
+            f"{len(new.roles)} role(s), {len(new.classification)} classified column(s)"
+        )
     if not ch and plan.sql_changed:
         ch.append("~ compiled SQL differs (see --sql)")
     return plan

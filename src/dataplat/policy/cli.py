@@ -21,9 +21,15 @@ def register(subparsers: Any) -> None:
 
     def common(p: argparse.ArgumentParser, policies: bool = True) -> None:
         if policies:
-            p.add_argument("-p", "--policies", default=str(DEFAULT_POLICIES),
-                           help=f"policy folder or file (default {DEFAULT_POLICIES})")
-        p.add_argument("--home", default=None, help="dataplat home of the deployed platform (default: see config)")
+            p.add_argument(
+                "-p",
+                "--policies",
+                default=str(DEFAULT_POLICIES),
+                help=f"policy folder or file (default {DEFAULT_POLICIES})",
+            )
+        p.add_argument(
+            "--home", default=None, help="dataplat home of the deployed platform (default: see config)"
+        )
         p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
 
     p = sub.add_parser("plan", help="what apply would change, against what is in force (changes nothing)")
@@ -88,8 +94,11 @@ def cmd_plan(args: argparse.Namespace) -> int:
     old = current.policy() if current else None
     old_sql = ";\n\n".join(current.statements) + ";\n" if current else ""
     plan = diff(old, policy, old_sql, current.version if current else None)
-    head = (f"in force: version {current.version} ({current.applied_at}, {current.applied_by})"
-            if current else "in force: nothing")
+    head = (
+        f"in force: version {current.version} ({current.applied_at}, {current.applied_by})"
+        if current
+        else "in force: nothing"
+    )
     body = "\n".join(f"  {c}" for c in plan.changes) if plan.changed else "  no changes"
     text = f"{head}\n{body}" + (f"\n\n{plan.sql_diff}" if args.sql and plan.sql_diff else "")
     _emit(args, plan.as_dict(), text)
@@ -101,8 +110,11 @@ def cmd_apply(args: argparse.Namespace) -> int:
     from dataplat.policy.apply import apply
 
     result = apply(_load(args), _target(args), note=args.note)
-    text = (f"applied: version {result.version} (was {result.previous}); " + "; ".join(result.reasons)
-            if result.changed else f"no change: version {result.version} is in force")
+    text = (
+        f"applied: version {result.version} (was {result.previous}); " + "; ".join(result.reasons)
+        if result.changed
+        else f"no change: version {result.version} is in force"
+    )
     _emit(args, result.as_dict(), text)
     return 0
 
@@ -128,16 +140,24 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
     versions = history(_target(args))
     if not versions:
-        raise PolicyApplyError("no policy has been applied to this warehouse yet (run `dataplat policy apply`)")
+        raise PolicyApplyError(
+            "no policy has been applied to this warehouse yet (run `dataplat policy apply`)"
+        )
     current = versions[-1]
     policy = current.policy()
     cells = matrix(policy, classified_only=not args.all_columns) if policy else []
     if args.csv:
         Path(args.csv).write_text(matrix_csv(matrix(policy) if policy else []))
-    doc = {"in_force": current.version, "history": [v.summary() for v in versions],
-           "matrix": [c.as_dict() for c in cells]}
-    hist = "\n".join(f"  v{v.version}  {v.applied_at}  {v.action:<8}  {v.applied_by}  sha256 {v.source_sha256[:12]}"
-                     + (f"  ({v.note})" if v.note else "") for v in versions)
+    doc = {
+        "in_force": current.version,
+        "history": [v.summary() for v in versions],
+        "matrix": [c.as_dict() for c in cells],
+    }
+    hist = "\n".join(
+        f"  v{v.version}  {v.applied_at}  {v.action:<8}  {v.applied_by}  sha256 {v.source_sha256[:12]}"
+        + (f"  ({v.note})" if v.note else "")
+        for v in versions
+    )
     text = f"history:\n{hist}\n\nin force: version {current.version}\n{matrix_text(cells) if cells else ''}"
     _emit(args, doc, text)
     return 0
@@ -148,5 +168,9 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     from dataplat.policy.apply import rollback
 
     result = rollback(_target(args), args.to)
-    _emit(args, result.as_dict(), f"rolled back: version {result.version} is in force ({'; '.join(result.reasons)})")
+    _emit(
+        args,
+        result.as_dict(),
+        f"rolled back: version {result.version} is in force ({'; '.join(result.reasons)})",
+    )
     return 0

@@ -106,10 +106,10 @@ def _do(body: sql.Composable) -> str:
 def _create_role(name: str, login: bool) -> str:
     attrs = sql.SQL("LOGIN INHERIT NOSUPERUSER NOCREATEDB NOCREATEROLE" if login else "NOLOGIN")
     return _do(
-        sql.SQL("  IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = {lit}) THEN\n"
-                "    CREATE ROLE {id} {attrs};\n  END IF;").format(
-            lit=sql.Literal(name), id=_ident(name), attrs=attrs
-        )
+        sql.SQL(
+            "  IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = {lit}) THEN\n"
+            "    CREATE ROLE {id} {attrs};\n  END IF;"
+        ).format(lit=sql.Literal(name), id=_ident(name), attrs=attrs)
     )
 
 
@@ -135,7 +135,9 @@ def _mask_expr(policy: Policy, table: str, column: str, kind: str, mask: Mask) -
         return sql.SQL("dataplat_policy.mask_free_text({})").format(col)
     params = {**PARTIAL_DEFAULTS[kind], **dict(mask.params)}
     return sql.SQL("dataplat_policy.mask_keep({}, {}, {}, {})").format(
-        col, sql.Literal(params["keep_first"]), sql.Literal(params["keep_last"]),
+        col,
+        sql.Literal(params["keep_first"]),
+        sql.Literal(params["keep_last"]),
         sql.Literal(MIN_HIDDEN.get(kind, 1)),
     )
 
@@ -150,13 +152,15 @@ def _row_filter(policy: Policy, role: str, table: Table) -> sql.Composable:
         return sql.SQL("true")
     src = policy.settings.source_schema
     if rf.by == "branch":
-        mine = sql.SQL("SELECT lb.branch_id FROM dataplat_policy.login_branches AS lb WHERE lb.login = session_user")
+        mine = sql.SQL(
+            "SELECT lb.branch_id FROM dataplat_policy.login_branches AS lb WHERE lb.login = session_user"
+        )
         if "branch_id" in cols:
             return sql.SQL("t.branch_id IN ({})").format(mine)
         if "customer_id" in cols:
-            return sql.SQL("t.customer_id IN (SELECT c.customer_id FROM {} AS c WHERE c.branch_id IN ({}))").format(
-                _ident(src, "customers"), mine
-            )
+            return sql.SQL(
+                "t.customer_id IN (SELECT c.customer_id FROM {} AS c WHERE c.branch_id IN ({}))"
+            ).format(_ident(src, "customers"), mine)
         return sql.SQL("true")
     # consent
     if "customer_id" in cols:
@@ -176,16 +180,23 @@ def _view(policy: Policy, table: Table, readers: list[str]) -> str:
             items.append(sql.SQL("t.{}").format(_ident(column)))
             continue
         whens = [
-            sql.SQL("WHEN {} THEN {}").format(sql.Literal(r), _mask_expr(policy, table.name, column, cls.kind, m))
+            sql.SQL("WHEN {} THEN {}").format(
+                sql.Literal(r), _mask_expr(policy, table.name, column, cls.kind, m)
+            )
             for r, m in masks.items()
             if m.kind not in ("null", "deny")
         ]
         if not whens:
-            items.append(sql.SQL("NULL::{} AS {}").format(
-                sql.SQL("numeric" if cls.kind == "balance" else "text"), _ident(column)))
+            items.append(
+                sql.SQL("NULL::{} AS {}").format(
+                    sql.SQL("numeric" if cls.kind == "balance" else "text"), _ident(column)
+                )
+            )
             continue
         items.append(sql.SQL("CASE {} {} END AS {}").format(_ROLE, sql.SQL(" ").join(whens), _ident(column)))
-    filters = [sql.SQL("WHEN {} THEN {}").format(sql.Literal(r), _row_filter(policy, r, table)) for r in readers]
+    filters = [
+        sql.SQL("WHEN {} THEN {}").format(sql.Literal(r), _row_filter(policy, r, table)) for r in readers
+    ]
     return _s(
         sql.SQL(
             "CREATE VIEW {view} WITH (security_barrier = true) AS\nSELECT\n  {items}\nFROM {src} AS t\n"
@@ -208,11 +219,16 @@ def compile_policy(policy: Policy) -> Compiled:
     logins = sorted(policy.logins, key=lambda login: login.name)
     st += FUNCTIONS_SQL
     role_array = sql.SQL("ARRAY[{}]::text[]").format(sql.SQL(", ").join(sql.Literal(r) for r in roles))
-    st.append(_s(sql.SQL(
-        "CREATE OR REPLACE FUNCTION dataplat_policy.policy_role() RETURNS text LANGUAGE sql STABLE PARALLEL SAFE\n"
-        "BEGIN ATOMIC\n  SELECT CASE WHEN count(*) = 1 THEN min(r) END FROM unnest({}) AS r\n"
-        "  WHERE pg_catalog.pg_has_role(CURRENT_USER, r::name, 'MEMBER');\nEND"
-    ).format(role_array)))
+    st.append(
+        _s(
+            sql.SQL(
+                "CREATE OR REPLACE FUNCTION dataplat_policy.policy_role() RETURNS text\n"
+                "    LANGUAGE sql STABLE PARALLEL SAFE\n"
+                "BEGIN ATOMIC\n  SELECT CASE WHEN count(*) = 1 THEN min(r) END FROM unnest({}) AS r\n"
+                "  WHERE pg_catalog.pg_has_role(CURRENT_USER, r::name, 'MEMBER');\nEND"
+            ).format(role_array)
+        )
+    )
     st.append("REVOKE ALL ON ALL FUNCTIONS IN SCHEMA dataplat_policy FROM PUBLIC")
 
     for r in roles:
@@ -220,40 +236,66 @@ def compile_policy(policy: Policy) -> Compiled:
         st.append(_s(sql.SQL("COMMENT ON ROLE {} IS {}").format(_ident(r), sql.Literal(GROUP_MARK))))
     for login in logins:
         st.append(_create_role(login.name, login=True))
-        st.append(_s(sql.SQL("COMMENT ON ROLE {} IS {}").format(
-            _ident(login.name), sql.Literal(LOGIN_MARK + login.role))))
+        st.append(
+            _s(
+                sql.SQL("COMMENT ON ROLE {} IS {}").format(
+                    _ident(login.name), sql.Literal(LOGIN_MARK + login.role)
+                )
+            )
+        )
         st.append(_s(sql.SQL("GRANT {} TO {}").format(_ident(login.role), _ident(login.name))))
-        st.append(_s(sql.SQL("ALTER ROLE {} SET search_path = {}").format(_ident(login.name), _ident(masked))))
+        st.append(
+            _s(sql.SQL("ALTER ROLE {} SET search_path = {}").format(_ident(login.name), _ident(masked)))
+        )
 
     # the masked schema, from scratch
     st.append(_s(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(_ident(masked))))
     st.append(_s(sql.SQL("CREATE SCHEMA {}").format(_ident(masked))))
     keep_names = sql.SQL(", ").join(sql.Literal(n) for n in [*roles, *(lg.name for lg in logins)])
-    st.append(_do(sql.SQL(
-        "  -- memberships the policies do not give, and roles they no longer name\n"
-        "  DECLARE r record;\n  BEGIN\n"
-        "  FOR r IN SELECT g.rolname AS grp, m.rolname AS member FROM pg_catalog.pg_auth_members AS am\n"
-        "      JOIN pg_catalog.pg_roles AS g ON g.oid = am.roleid JOIN pg_catalog.pg_roles AS m ON m.oid = am.member\n"
-        "      WHERE pg_catalog.shobj_description(g.oid, 'pg_authid') = {group_mark}\n"
-        "        AND pg_catalog.shobj_description(m.oid, 'pg_authid') LIKE {login_like}\n"
-        "        AND pg_catalog.shobj_description(m.oid, 'pg_authid') <> {login_mark} || g.rolname LOOP\n"
-        "    EXECUTE pg_catalog.format('REVOKE %I FROM %I', r.grp, r.member);\n"
-        "  END LOOP;\n"
-        "  FOR r IN SELECT rolname FROM pg_catalog.pg_roles\n"
-        "      WHERE pg_catalog.shobj_description(oid, 'pg_authid') LIKE 'dataplat-policy:%'\n"
-        "        AND rolname <> ALL (ARRAY[{keep}]::name[])\n"
-        "      ORDER BY pg_catalog.shobj_description(oid, 'pg_authid') LIKE {login_like} DESC, rolname LOOP\n"
-        "    EXECUTE pg_catalog.format('REVOKE ALL ON ALL FUNCTIONS IN SCHEMA dataplat_policy FROM %I', r.rolname);\n"
-        "    EXECUTE pg_catalog.format('REVOKE ALL ON ALL TABLES IN SCHEMA %I FROM %I', {src}, r.rolname);\n"
-        "    EXECUTE pg_catalog.format('DROP ROLE %I', r.rolname);\n"
-        "  END LOOP;\n  END;"
-    ).format(group_mark=sql.Literal(GROUP_MARK), login_like=sql.Literal(LOGIN_MARK + "%"),
-             login_mark=sql.Literal(LOGIN_MARK), keep=keep_names, src=sql.Literal(src))))
+    st.append(
+        _do(
+            sql.SQL(
+                "  -- memberships the policies do not give, and roles they no longer name\n"
+                "  DECLARE r record;\n  BEGIN\n"
+                "  FOR r IN SELECT g.rolname AS grp, m.rolname AS member\n"
+                "      FROM pg_catalog.pg_auth_members AS am\n"
+                "      JOIN pg_catalog.pg_roles AS g ON g.oid = am.roleid\n"
+                "      JOIN pg_catalog.pg_roles AS m ON m.oid = am.member\n"
+                "      WHERE pg_catalog.shobj_description(g.oid, 'pg_authid') = {group_mark}\n"
+                "        AND pg_catalog.shobj_description(m.oid, 'pg_authid') LIKE {login_like}\n"
+                "        AND pg_catalog.shobj_description(m.oid, 'pg_authid') <> {login_mark} || g.rolname\n"
+                "  LOOP\n"
+                "    EXECUTE pg_catalog.format('REVOKE %I FROM %I', r.grp, r.member);\n"
+                "  END LOOP;\n"
+                "  FOR r IN SELECT rolname FROM pg_catalog.pg_roles\n"
+                "      WHERE pg_catalog.shobj_description(oid, 'pg_authid') LIKE 'dataplat-policy:%'\n"
+                "        AND rolname <> ALL (ARRAY[{keep}]::name[])\n"
+                "      ORDER BY pg_catalog.shobj_description(oid, 'pg_authid') LIKE {login_like} DESC,\n"
+                "        rolname\n"
+                "  LOOP\n"
+                "    EXECUTE pg_catalog.format(\n"
+                "      'REVOKE ALL ON ALL FUNCTIONS IN SCHEMA dataplat_policy FROM %I',\n"
+                "      r.rolname);\n"
+                "    EXECUTE pg_catalog.format('REVOKE ALL ON ALL TABLES IN SCHEMA %I FROM %I',\n"
+                "      {src}, r.rolname);\n"
+                "    EXECUTE pg_catalog.format('DROP ROLE %I', r.rolname);\n"
+                "  END LOOP;\n  END;"
+            ).format(
+                group_mark=sql.Literal(GROUP_MARK),
+                login_like=sql.Literal(LOGIN_MARK + "%"),
+                login_mark=sql.Literal(LOGIN_MARK),
+                keep=keep_names,
+                src=sql.Literal(src),
+            )
+        )
+    )
 
     for r in roles:
         st.append(_s(sql.SQL("REVOKE ALL ON ALL TABLES IN SCHEMA {} FROM {}").format(_ident(src), _ident(r))))
         st.append(_s(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(_ident(masked), _ident(r))))
-        st.append(_s(sql.SQL("GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA dataplat_policy TO {}").format(_ident(r))))
+        st.append(
+            _s(sql.SQL("GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA dataplat_policy TO {}").format(_ident(r)))
+        )
     for table in TABLES:
         readers = [r for r in roles if table.name in policy.roles[r].tables]
         if not readers:
@@ -262,14 +304,27 @@ def compile_policy(policy: Policy) -> Compiled:
         for r in readers:
             cols = [c for c in table.column_names if policy.mask_for(r, table.name, c).kind != "deny"]
             if cols:
-                st.append(_s(sql.SQL("GRANT SELECT ({}) ON {} TO {}").format(
-                    sql.SQL(", ").join(_ident(c) for c in cols), _ident(masked, table.name), _ident(r))))
+                st.append(
+                    _s(
+                        sql.SQL("GRANT SELECT ({}) ON {} TO {}").format(
+                            sql.SQL(", ").join(_ident(c) for c in cols), _ident(masked, table.name), _ident(r)
+                        )
+                    )
+                )
 
     st.append("DELETE FROM dataplat_policy.login_branches WHERE source = 'policy'")
     pairs = [(lg.name, b) for lg in logins for b in lg.branch_ids]
     if pairs:
-        st.append(_s(sql.SQL(
-            "INSERT INTO dataplat_policy.login_branches (login, branch_id, source) VALUES {} ON CONFLICT DO NOTHING"
-        ).format(sql.SQL(", ").join(
-            sql.SQL("({}, {}, 'policy')").format(sql.Literal(n), sql.Literal(b)) for n, b in pairs))))
+        st.append(
+            _s(
+                sql.SQL(
+                    "INSERT INTO dataplat_policy.login_branches (login, branch_id, source)\n"
+                    "VALUES {} ON CONFLICT DO NOTHING"
+                ).format(
+                    sql.SQL(", ").join(
+                        sql.SQL("({}, {}, 'policy')").format(sql.Literal(n), sql.Literal(b)) for n, b in pairs
+                    )
+                )
+            )
+        )
     return Compiled(tuple(st))

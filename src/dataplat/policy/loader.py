@@ -121,7 +121,9 @@ class _Reader:
             return
         for key in doc:
             if key not in TOP_KEYS:
-                self.problem(file, _line(doc, key), str(key), f"unknown section; use one of {', '.join(TOP_KEYS)}")
+                self.problem(
+                    file, _line(doc, key), str(key), f"unknown section; use one of {', '.join(TOP_KEYS)}"
+                )
         if "settings" in doc:
             self._settings(file, doc, doc["settings"])
         if "classification" in doc:
@@ -131,7 +133,9 @@ class _Reader:
         if "masks" in doc:
             node = doc["masks"]
             if not isinstance(node, Mapping):
-                self.problem(file, _line(doc, "masks"), "masks", "must map role -> {kind or table.column: mask}")
+                self.problem(
+                    file, _line(doc, "masks"), "masks", "must map role -> {kind or table.column: mask}"
+                )
             else:
                 for role, rules in node.items():
                     self.mask_roles.append((str(role), Where(file, _line(node, role))))
@@ -146,17 +150,26 @@ class _Reader:
             where = Where(file, _line(node, key))
             if key in ("source_schema", "masked_schema"):
                 if not isinstance(value, str) or not IDENT_RE.match(value):
-                    self.problem(file, where.line, fld, f"{value!r} is not a plain identifier ([a-z][a-z0-9_]*)")
+                    self.problem(
+                        file, where.line, fld, f"{value!r} is not a plain identifier ([a-z][a-z0-9_]*)"
+                    )
                     continue
             elif key == "default_mask":
                 if value not in ("deny", "null"):
                     self.problem(file, where.line, fld, f"{value!r}: the default must be deny or null")
                     continue
             else:
-                self.problem(file, where.line, fld, "unknown setting; use source_schema, masked_schema, default_mask")
+                self.problem(
+                    file, where.line, fld, "unknown setting; use source_schema, masked_schema, default_mask"
+                )
                 continue
             if key in self.settings and self.settings[key][0] != value:
-                self.problem(file, where.line, fld, f"conflicts with {self.settings[key][0]!r} at {self.settings[key][1]}")
+                self.problem(
+                    file,
+                    where.line,
+                    fld,
+                    f"conflicts with {self.settings[key][0]!r} at {self.settings[key][1]}",
+                )
                 continue
             self.settings[key] = (value, where)
 
@@ -167,8 +180,9 @@ class _Reader:
         for table, cols in node.items():
             tline = _line(node, table)
             if table not in KNOWN_TABLES:
-                self.problem(file, tline, f"classification.{table}",
-                             f"unknown table; known: {', '.join(KNOWN_TABLES)}")
+                self.problem(
+                    file, tline, f"classification.{table}", f"unknown table; known: {', '.join(KNOWN_TABLES)}"
+                )
                 continue
             if not isinstance(cols, Mapping):
                 self.problem(file, tline, f"classification.{table}", "must map column -> {kind, level}")
@@ -179,24 +193,38 @@ class _Reader:
                 try:
                     get_table(table).column(str(column))
                 except KeyError:
-                    self.problem(file, line, fld, f"unknown column of {table}; known: "
-                                 + ", ".join(get_table(table).column_names))
+                    self.problem(
+                        file,
+                        line,
+                        fld,
+                        f"unknown column of {table}; known: " + ", ".join(get_table(table).column_names),
+                    )
                     continue
                 if not isinstance(spec, Mapping):
                     self.problem(file, line, fld, "must be {kind: KIND, level: 1..5}")
                     continue
                 for extra in spec:
                     if extra not in ("kind", "level", "note"):
-                        self.problem(file, _line(spec, extra), f"{fld}.{extra}", "unknown field; use kind, level, note")
+                        self.problem(
+                            file, _line(spec, extra), f"{fld}.{extra}", "unknown field; use kind, level, note"
+                        )
                 kind, level = spec.get("kind"), spec.get("level")
                 ok = True
                 if kind not in KINDS:
-                    self.problem(file, _line(spec, "kind") if "kind" in spec else line, f"{fld}.kind",
-                                 f"{kind!r} is not a kind; use one of {', '.join(KINDS)}")
+                    self.problem(
+                        file,
+                        _line(spec, "kind") if "kind" in spec else line,
+                        f"{fld}.kind",
+                        f"{kind!r} is not a kind; use one of {', '.join(KINDS)}",
+                    )
                     ok = False
                 if not isinstance(level, int) or isinstance(level, bool) or level not in LEVELS:
-                    self.problem(file, _line(spec, "level") if "level" in spec else line, f"{fld}.level",
-                                 f"{level!r}: the level is an integer 1..5")
+                    self.problem(
+                        file,
+                        _line(spec, "level") if "level" in spec else line,
+                        f"{fld}.level",
+                        f"{level!r}: the level is an integer 1..5",
+                    )
                     ok = False
                 if ok and kind in NUMERIC_KINDS and get_table(table).column(str(column)).type != "money":
                     self.problem(file, _line(spec, "kind"), f"{fld}.kind", f"{kind} needs a money column")
@@ -209,9 +237,13 @@ class _Reader:
                 key = f"{table}.{column}"
                 prev = self.classes.get(key)
                 if prev is not None and (prev.kind, prev.level) != (kind, level):
-                    self.problem(file, line, fld, f"conflicts with {prev.kind}/level {prev.level} at {prev.where}")
+                    self.problem(
+                        file, line, fld, f"conflicts with {prev.kind}/level {prev.level} at {prev.where}"
+                    )
                     continue
-                self.classes[key] = ColumnClass(table, str(column), str(kind), int(level), Where(file, line))
+                self.classes[key] = ColumnClass(
+                    table, str(column), str(kind), int(level or 0), Where(file, line)
+                )
 
     def _roles(self, file: str, parent: Any, node: Any) -> None:
         if not isinstance(node, Mapping):
@@ -221,7 +253,9 @@ class _Reader:
             fld = f"roles.{name}"
             line = _line(node, name)
             if not isinstance(name, str) or not IDENT_RE.match(name):
-                self.problem(file, line, fld, f"{name!r} is not a valid role name ([a-z][a-z0-9_]*, at most 48)")
+                self.problem(
+                    file, line, fld, f"{name!r} is not a valid role name ([a-z][a-z0-9_]*, at most 48)"
+                )
                 continue
             if name in self.roles:
                 self.problem(file, line, fld, f"role defined twice (also at {self.roles[name][2]})")
@@ -231,7 +265,9 @@ class _Reader:
                 continue
             for key in spec:
                 if key not in ROLE_KEYS:
-                    self.problem(file, _line(spec, key), f"{fld}.{key}", f"unknown field; use {', '.join(ROLE_KEYS)}")
+                    self.problem(
+                        file, _line(spec, key), f"{fld}.{key}", f"unknown field; use {', '.join(ROLE_KEYS)}"
+                    )
             self.roles[name] = (spec, file, Where(file, line))
             if "masks" in spec:
                 self._rules(file, spec, "masks", spec["masks"], f"{fld}.masks", role=name)
@@ -255,8 +291,9 @@ class _Reader:
     def _target_kind(self, file: str, line: int | None, fld: str, target: str) -> str | None:
         if "." not in target:
             if target not in KINDS:
-                self.problem(file, line, fld, f"unknown kind {target!r}; use one of {', '.join(KINDS)} "
-                             "or table.column")
+                self.problem(
+                    file, line, fld, f"unknown kind {target!r}; use one of {', '.join(KINDS)} or table.column"
+                )
                 return None
             return target
         table, _, column = target.partition(".")
@@ -288,8 +325,13 @@ class _Reader:
             pline = _line(params_node, pkey) or line
             allowed = ("keep_first", "keep_last", "round_to") if name == "partial" else ()
             if pkey not in allowed:
-                self.problem(file, pline, f"{fld}.{pkey}", f"{name} takes no parameter {pkey!r}"
-                             + (f"; use {', '.join(allowed)}" if allowed else ""))
+                self.problem(
+                    file,
+                    pline,
+                    f"{fld}.{pkey}",
+                    f"{name} takes no parameter {pkey!r}"
+                    + (f"; use {', '.join(allowed)}" if allowed else ""),
+                )
                 return None
             if not isinstance(pval, int) or isinstance(pval, bool) or pval < (1 if pkey == "round_to" else 0):
                 self.problem(file, pline, f"{fld}.{pkey}", f"{pval!r} is not a non-negative integer")
@@ -320,8 +362,12 @@ def _mask_problem(kind: str, name: str, params: dict[str, int]) -> str | None:
         full = {**PARTIAL_DEFAULTS[kind], **params}
         hidden = USUAL_LENGTH[kind] - full["keep_first"] - full["keep_last"]
         if hidden < MIN_HIDDEN[kind]:
-            return (f"partial of {kind} must hide at least {MIN_HIDDEN[kind]} of {USUAL_LENGTH[kind]} characters; "
-                    f"keep_first {full['keep_first']} + keep_last {full['keep_last']} hides only {hidden}")
+            return (
+                f"partial of {kind} must hide at least {MIN_HIDDEN[kind]} of {USUAL_LENGTH[kind]} "
+                "characters; "
+                f"keep_first {full['keep_first']} + keep_last {full['keep_last']} "
+                f"hides only {hidden}"
+            )
     return None
 
 
@@ -334,8 +380,12 @@ def _login(reader: _Reader, file: str, parent: Any, idx: int, node: Any, role: s
         return None
     name = node.get("name")
     if not isinstance(name, str) or not IDENT_RE.match(name):
-        reader.problem(file, _line(node, "name") or line, f"{fld}.name",
-                       f"{name!r} is not a valid login name ([a-z][a-z0-9_]*, at most 48)")
+        reader.problem(
+            file,
+            _line(node, "name") or line,
+            f"{fld}.name",
+            f"{name!r} is not a valid login name ([a-z][a-z0-9_]*, at most 48)",
+        )
         return None
     branches: list[int] = []
     for key, value in node.items():
@@ -344,9 +394,13 @@ def _login(reader: _Reader, file: str, parent: Any, idx: int, node: Any, role: s
         if key == "branch_id":
             value = [value]
         elif key != "branch_ids":
-            reader.problem(file, _line(node, key), f"{fld}.{key}", "unknown field; use name, branch_id, branch_ids")
+            reader.problem(
+                file, _line(node, key), f"{fld}.{key}", "unknown field; use name, branch_id, branch_ids"
+            )
             return None
-        if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        if not isinstance(value, list) or not all(
+            isinstance(v, int) and not isinstance(v, bool) for v in value
+        ):
             reader.problem(file, _line(node, key), f"{fld}.{key}", "branch ids are integers")
             return None
         branches += value
@@ -354,10 +408,10 @@ def _login(reader: _Reader, file: str, parent: Any, idx: int, node: Any, role: s
 
 
 def _build(reader: _Reader) -> Policy | None:
-    settings = Settings(**{k: v for k, (v, _w) in reader.settings.items()})
+    settings = Settings(**{k: v for k, (v, _where) in reader.settings.items()})
     roles: dict[str, Role] = {}
     login_seen: dict[str, Where] = {}
-    for role_name, (spec, file, where) in reader.roles.items():
+    for role_name, (spec, file, _where) in reader.roles.items():
         fld = f"roles.{role_name}"
         tables_node = spec.get("tables", [])
         tables: list[str] = []
@@ -368,8 +422,12 @@ def _build(reader: _Reader) -> Policy | None:
         else:
             for i, t in enumerate(tables_node):
                 if t not in KNOWN_TABLES:
-                    reader.problem(file, _line(tables_node, i), f"{fld}.tables[{i}]",
-                                   f"unknown table {t!r}; known: {', '.join(KNOWN_TABLES)}")
+                    reader.problem(
+                        file,
+                        _line(tables_node, i),
+                        f"{fld}.tables[{i}]",
+                        f"unknown table {t!r}; known: {', '.join(KNOWN_TABLES)}",
+                    )
                 elif t not in tables:
                     tables.append(t)
         row_filter = None
@@ -377,22 +435,41 @@ def _build(reader: _Reader) -> Policy | None:
         if rf is not None:
             if not isinstance(rf, Mapping) or rf.get("by") not in ROW_FILTERS:
                 by = rf.get("by") if isinstance(rf, Mapping) else rf
-                line = _line(rf, "by") if isinstance(rf, Mapping) and "by" in rf else _line(spec, "row_filter")
-                reader.problem(file, line, f"{fld}.row_filter.by",
-                               f"{by!r} is not a row filter; use one of {', '.join(ROW_FILTERS)}")
+                line = (
+                    _line(rf, "by") if isinstance(rf, Mapping) and "by" in rf else _line(spec, "row_filter")
+                )
+                reader.problem(
+                    file,
+                    line,
+                    f"{fld}.row_filter.by",
+                    f"{by!r} is not a row filter; use one of {', '.join(ROW_FILTERS)}",
+                )
             else:
                 purpose = rf.get("purpose", "")
                 extra = [k for k in rf if k not in ("by", "purpose")]
                 if extra:
-                    reader.problem(file, _line(rf, extra[0]), f"{fld}.row_filter.{extra[0]}",
-                                   "unknown field; use by, purpose")
-                elif rf["by"] == "consent" and (not isinstance(purpose, str) or not PURPOSE_RE.match(purpose)):
-                    reader.problem(file, _line(rf, "purpose") if "purpose" in rf else _line(rf, "by"),
-                                   f"{fld}.row_filter.purpose",
-                                   f"{purpose!r}: a consent filter needs a purpose ([a-z][a-z0-9_.-]*)")
+                    reader.problem(
+                        file,
+                        _line(rf, extra[0]),
+                        f"{fld}.row_filter.{extra[0]}",
+                        "unknown field; use by, purpose",
+                    )
+                elif rf["by"] == "consent" and (
+                    not isinstance(purpose, str) or not PURPOSE_RE.match(purpose)
+                ):
+                    reader.problem(
+                        file,
+                        _line(rf, "purpose") if "purpose" in rf else _line(rf, "by"),
+                        f"{fld}.row_filter.purpose",
+                        f"{purpose!r}: a consent filter needs a purpose ([a-z][a-z0-9_.-]*)",
+                    )
                 elif rf["by"] == "branch" and purpose:
-                    reader.problem(file, _line(rf, "purpose"), f"{fld}.row_filter.purpose",
-                                   "the branch filter takes no purpose")
+                    reader.problem(
+                        file,
+                        _line(rf, "purpose"),
+                        f"{fld}.row_filter.purpose",
+                        "the branch filter takes no purpose",
+                    )
                 else:
                     row_filter = RowFilter(str(rf["by"]), str(purpose))
         logins: list[Login] = []
@@ -407,25 +484,42 @@ def _build(reader: _Reader) -> Policy | None:
             line = _line(lnode, i)
             if login.name in login_seen or login.name in reader.roles:
                 other = login_seen.get(login.name) or reader.roles[login.name][2]
-                reader.problem(file, line, f"{fld}.logins[{i}].name",
-                               f"{login.name!r} is already used at {other} (a login belongs to one role)")
+                reader.problem(
+                    file,
+                    line,
+                    f"{fld}.logins[{i}].name",
+                    f"{login.name!r} is already used at {other} (a login belongs to one role)",
+                )
                 continue
             if row_filter is not None and row_filter.by == "branch" and not login.branch_ids:
-                reader.problem(file, line, f"{fld}.logins[{i}]",
-                               "this role is filtered by branch: give the login a branch_id")
+                reader.problem(
+                    file,
+                    line,
+                    f"{fld}.logins[{i}]",
+                    "this role is filtered by branch: give the login a branch_id",
+                )
                 continue
             login_seen[login.name] = Where(file, line)
             logins.append(login)
         if not logins:
-            logins.append(Login(f"{role_name}_verify"[:48], role_name, (1,) if row_filter and
-                                row_filter.by == "branch" else ()))
+            logins.append(
+                Login(
+                    f"{role_name}_verify"[:48],
+                    role_name,
+                    (1,) if row_filter and row_filter.by == "branch" else (),
+                )
+            )
         desc = spec.get("description", "")
         roles[role_name] = Role(role_name, str(desc or ""), tuple(tables), {}, {}, row_filter, tuple(logins))
 
     for role_name, where in reader.mask_roles:
         if role_name not in roles and role_name not in reader.roles:
-            reader.problem(where.file, where.line, f"masks.{role_name}",
-                           f"unknown role; defined roles: {', '.join(reader.roles) or 'none'}")
+            reader.problem(
+                where.file,
+                where.line,
+                f"masks.{role_name}",
+                f"unknown role; defined roles: {', '.join(reader.roles) or 'none'}",
+            )
 
     # merge mask rules; a second different rule for one role x key is a conflict
     seen: dict[tuple[str, str], _Raw] = {}
@@ -438,8 +532,12 @@ def _build(reader: _Reader) -> Policy | None:
             cls = reader.classes.get(rule.key)
             if cls is None:
                 if rule.mask.kind != "clear" and rule.mask.kind != "deny":
-                    reader.problem(rule.where.file, rule.where.line, fld,
-                                   f"{rule.key} is not classified: classify it before masking it")
+                    reader.problem(
+                        rule.where.file,
+                        rule.where.line,
+                        fld,
+                        f"{rule.key} is not classified: classify it before masking it",
+                    )
                     continue
                 kind = "free_text"
             else:
@@ -449,15 +547,23 @@ def _build(reader: _Reader) -> Policy | None:
                 reader.problem(rule.where.file, rule.where.line, fld, problem)
                 continue
             if rule.key.partition(".")[0] not in role.tables:
-                reader.problem(rule.where.file, rule.where.line, fld,
-                               f"{rule.role} is not granted table {rule.key.partition('.')[0]}")
+                reader.problem(
+                    rule.where.file,
+                    rule.where.line,
+                    fld,
+                    f"{rule.role} is not granted table {rule.key.partition('.')[0]}",
+                )
                 continue
         prev = seen.get((rule.role, rule.key))
         if prev is not None:
             if prev.mask != rule.mask:
-                reader.problem(rule.where.file, rule.where.line, fld,
-                               f"conflicting rules for {rule.role} x {rule.key}: {rule.mask.label()} here, "
-                               f"{prev.mask.label()} at {prev.where}")
+                reader.problem(
+                    rule.where.file,
+                    rule.where.line,
+                    fld,
+                    f"conflicting rules for {rule.role} x {rule.key}: {rule.mask.label()} here, "
+                    f"{prev.mask.label()} at {prev.where}",
+                )
             continue
         seen[(rule.role, rule.key)] = rule
         (role.column_masks if "." in rule.key else role.kind_masks)[rule.key] = rule.mask
@@ -491,15 +597,20 @@ def load_policies(directory: str | Path) -> Policy:
     elif path.is_dir():
         files = sorted(p for p in path.iterdir() if p.suffix in (".yml", ".yaml") and p.is_file())
     else:
-        raise PolicyError(f"{path}: no such policy file or folder",
-                          [Problem(str(path), None, "(path)", "no such file or folder")])
+        raise PolicyError(
+            f"{path}: no such policy file or folder",
+            [Problem(str(path), None, "(path)", "no such file or folder")],
+        )
     if not files:
-        raise PolicyError(f"{path}: no policy files (*.yml) found",
-                          [Problem(str(path), None, "(path)", "no *.yml files")])
+        raise PolicyError(
+            f"{path}: no policy files (*.yml) found", [Problem(str(path), None, "(path)", "no *.yml files")]
+        )
     texts: dict[str, str] = {}
     for f in files:
         try:
             texts[f.name] = f.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
-            raise PolicyError(f"{f}: cannot read: {exc}", [Problem(f.name, None, "(file)", str(exc))]) from exc
+            raise PolicyError(
+                f"{f}: cannot read: {exc}", [Problem(f.name, None, "(file)", str(exc))]
+            ) from exc
     return read_policy_texts(texts)

@@ -28,7 +28,11 @@ def keep(value: str | None, keep_first: int, keep_last: int, min_hidden: int = 1
     n = len(value)
     if n - keep_first - keep_last < max(min_hidden, 1):
         return "*" * n
-    return value[:keep_first] + "*" * (n - keep_first - keep_last) + (value[n - keep_last :] if keep_last else "")
+    return (
+        value[:keep_first]
+        + "*" * (n - keep_first - keep_last)
+        + (value[n - keep_last :] if keep_last else "")
+    )
 
 
 def mask_email(value: str | None) -> str | None:
@@ -106,7 +110,9 @@ def apply_mask(kind: str, mask: Mask, value: object, key: bytes | None = None) -
             raise ValueError("a token needs the key")
         return token(str(value), key, full=mask.kind == "hash")
     if kind == "balance":
-        return mask_balance(Decimal(str(value)), mask.param("round_to", PARTIAL_DEFAULTS["balance"]["round_to"]))
+        return mask_balance(
+            Decimal(str(value)), mask.param("round_to", PARTIAL_DEFAULTS["balance"]["round_to"])
+        )
     return partial(kind, str(value), mask)
 
 
@@ -121,7 +127,8 @@ RETURN CASE WHEN v IS NULL THEN NULL
          || CASE WHEN keep_last > 0 THEN right(v, keep_last) ELSE '' END END""",
     """CREATE OR REPLACE FUNCTION dataplat_policy.mask_email(v text) RETURNS text
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
-RETURN CASE WHEN v IS NULL THEN NULL WHEN strpos(v, '@') > 1 THEN left(v, 1) || '***' || substr(v, strpos(v, '@'))
+RETURN CASE WHEN v IS NULL THEN NULL
+    WHEN strpos(v, '@') > 1 THEN left(v, 1) || '***' || substr(v, strpos(v, '@'))
     ELSE '***' END""",
     """CREATE OR REPLACE FUNCTION dataplat_policy.mask_free_text(v text) RETURNS text
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
@@ -131,7 +138,8 @@ RETURN regexp_replace(regexp_replace(v, '[0-9]', '*', 'g'), '[^\\s@]+@', '***@',
 RETURN floor(v / round_to) * round_to""",
     f"""CREATE OR REPLACE FUNCTION dataplat_policy.mask_token(k_ipad bytea, k_opad bytea, v text) RETURNS text
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
-RETURN '{TOKEN_PREFIX}' || left(encode(sha256(k_opad || sha256(k_ipad || convert_to(v, 'UTF8'))), 'hex'), {TOKEN_HEX})""",
+RETURN '{TOKEN_PREFIX}'
+    || left(encode(sha256(k_opad || sha256(k_ipad || convert_to(v, 'UTF8'))), 'hex'), {TOKEN_HEX})""",
     """CREATE OR REPLACE FUNCTION dataplat_policy.mask_hash(k_ipad bytea, k_opad bytea, v text) RETURNS text
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
 RETURN encode(sha256(k_opad || sha256(k_ipad || convert_to(v, 'UTF8'))), 'hex')""",
