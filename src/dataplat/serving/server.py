@@ -20,7 +20,8 @@ and KServe answer too, so the same client reaches a GPU or NPU pool unchanged:
 
 Design, chosen by measurement (``bench/serving_latency.py``): a plain ASGI callable (no
 framework) on uvicorn with httptools, ``--workers`` processes sharing one listening
-socket under uvicorn's supervisor (which restarts a worker that dies). Small requests
+socket (ours, see :func:`listen_socket`) under uvicorn's supervisor, which starts a
+worker that dies again. Small requests
 (at most :data:`INLINE_MAX_ROWS` rows, a few microseconds of ONNX Runtime) run inline on
 the event loop; larger batches run on one inference thread per worker (ONNX Runtime
 releases the GIL), so the loop keeps answering health checks.
@@ -43,6 +44,7 @@ import asyncio
 import json
 import os
 import shutil
+import socket
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
@@ -53,6 +55,7 @@ from typing import Any
 
 import numpy as np
 
+from dataplat.errors import PortInUseError
 from dataplat.serving.model import LABEL_OUTPUT, PROBA_OUTPUT, ModelRepository, OnnxModel
 
 SERVER_NAME = "dataplat-oip"
@@ -486,6 +489,7 @@ def parse_listen(value: str) -> tuple[str, int]:
 def serve(config: ServerConfig, log_level: str = "warning") -> None:
     """Run the server in the foreground until SIGTERM/SIGINT (uvicorn, ``config.workers`` processes)."""
     import uvicorn
+    from uvicorn.supervisors import Multiprocess
 
     # check the repository here, so a bad one fails before any worker starts
     repository = ModelRepository(config.repo)
@@ -496,25 +500,51 @@ def serve(config: ServerConfig, log_level: str = "warning") -> None:
     metrics_dir = Path(tempfile.mkdtemp(prefix="dataplat-serving-metrics-"))
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     os.environ.update(config.to_env())
+    uv_config = uvicorn.Config(
+        "dataplat.serving.server:create_app",
+        factory=True,
+        host=config.host,
+        port=config.port,
+        workers=config.workers,
+        http="httptools",
+        loop="asyncio",
+        lifespan="on",
+        access_log=False,
+        log_level=log_level,
+        server_header=False,
+        date_header=False,
+        timeout_graceful_shutdown=5,
+        backlog=1024,
+    )
+    sock = listen_socket(config.host, config.port, backlog=1024)
     try:
-        uvicorn.run(
-            "dataplat.serving.server:create_app",
-            factory=True,
-            host=config.host,
-            port=config.port,
-            workers=config.workers,
-            http="httptools",
-            loop="asyncio",
-            lifespan="on",
-            access_log=False,
-            log_level=log_level,
-            server_header=False,
-            date_header=False,
-            timeout_graceful_shutdown=5,
-            backlog=1024,
-        )
+        # uvicorn's supervisor: workers share the socket, one that dies is started again
+        Multiprocess(uv_config, sockets=[sock]).run()
     finally:
+        sock.close()
         shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def listen_socket(host: str, port: int, backlog: int = 1024) -> socket.socket:
+    """A listening TCP socket whose accepted connections get ``TCP_NODELAY``.
+
+    asyncio sets ``TCP_NODELAY`` only on sockets whose ``proto`` is ``IPPROTO_TCP``, and
+    uvicorn's own multi-worker socket has proto 0: its responses, written as headers then
+    body, then wait ~40 ms for the client's delayed ACK (Nagle). This one has the proto.
+    """
+    family, type_, proto, _, addr = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
+    )[0]
+    sock = socket.socket(family, type_, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(addr)
+    except OSError as exc:
+        sock.close()
+        raise PortInUseError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.listen(backlog)
+    sock.set_inheritable(True)
+    return sock
 
 
 def main(argv: Sequence[str] | None = None) -> int:
