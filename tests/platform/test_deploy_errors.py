@@ -7,10 +7,10 @@ import socket
 
 import pytest
 import yaml
+from helpers import free_port_block, shared_tmpdir, write_test_inventory
 
 from dataplat.cli import main
 from dataplat.deploy.api import up
-from helpers import free_port_block, shared_tmpdir, write_test_inventory
 
 
 def test_port_in_use_is_named_with_its_setting(capsys):

@@ -107,8 +107,11 @@ def cmd_down(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
     else:
-        what = "stopped and purged" if args.purge and result.ok else "stopped" if result.ok else "failed"
-        console.print(f"{what} in {result.seconds:.1f} s; events in {result.run.artifacts_dir}")
+        if args.purge and result.ok:
+            console.print(f"stopped and purged {result.home} in {result.seconds:.1f} s")
+        else:
+            what = "stopped" if result.ok else "[bold red]failed[/]"
+            console.print(f"{what} in {result.seconds:.1f} s; events in {result.run.artifacts_dir}")
     return 0 if result.ok else 1
 
 
