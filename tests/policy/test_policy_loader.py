@@ -33,7 +33,11 @@ def test_shipped_policies_validate_and_compile() -> None:
     assert policy.mask_for("marketing_analyst", "customers", "segment").kind == "clear"  # unclassified
     compiled = compile_policy(policy)
     assert compile_policy(load_policies(POLICIES)).sha256 == compiled.sha256  # deterministic
-    assert 'CREATE VIEW "bank_masked"."customers" WITH (security_barrier = true)' in compiled.sql
+    assert 'CREATE VIEW "bank_masked_relationship_manager"."customers" WITH (security_barrier = true)' in (
+        compiled.sql
+    )
+    assert 'CREATE VIEW "bank_masked_auditor"."customers" AS' in compiled.sql
+    assert "pg_has_role" not in compiled.sql  # nothing resolves the role at read time
 
 
 @pytest.mark.parametrize(

@@ -30,7 +30,14 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.types.json import Jsonb
 
-from dataplat.policy.compiler import BOOTSTRAP_SQL, GROUP_MARK, LOGIN_MARK, Compiled, compile_policy
+from dataplat.policy.compiler import (
+    BOOTSTRAP_SQL,
+    GROUP_MARK,
+    LOGIN_MARK,
+    SCHEMA_MARK,
+    Compiled,
+    compile_policy,
+)
 from dataplat.policy.loader import read_policy_texts
 from dataplat.policy.masks import derive_key, key_fingerprint, key_pads
 from dataplat.policy.model import Login, Policy, PolicyApplyError, PolicyError
@@ -214,16 +221,17 @@ def in_force(target: Target) -> Version | None:
 
 
 def state_digest(conn: psycopg.Connection[Any], masked_schema: str) -> str:
-    """Digest of the catalog objects policies make: views (definition, privileges, column
-    privileges), managed roles with their memberships, and the policy functions."""
+    """Digest of the catalog objects policies make: views of the masked schemas (definition,
+    privileges, column privileges), managed roles with their memberships, and the policy
+    functions. ``masked_schema`` is kept for callers; the schemas are found by their mark."""
     parts: list[Any] = []
     parts += conn.execute(
-        """SELECT c.relname, pg_get_viewdef(c.oid), c.relacl::text, c.reloptions::text,
+        """SELECT n.nspname, c.relname, pg_get_viewdef(c.oid), c.relacl::text, c.reloptions::text,
                   (SELECT string_agg(a.attname || '=' || a.attacl::text, ',' ORDER BY a.attnum)
                      FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attacl IS NOT NULL)
              FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-            WHERE n.nspname = %s ORDER BY c.relname""",
-        (masked_schema,),
+            WHERE obj_description(n.oid, 'pg_namespace') = %s ORDER BY n.nspname, c.relname""",
+        (SCHEMA_MARK,),
     ).fetchall()
     parts += conn.execute(
         """SELECT r.rolname, shobj_description(r.oid, 'pg_authid'), r.rolcanlogin, r.rolsuper, r.rolbypassrls,
@@ -432,7 +440,11 @@ def remove_all(target: Target, masked_schema: str = "bank_masked") -> None:
     (history included) and the login password file. The bank's data is not touched."""
     with target.connect() as conn:
         conn.execute(_LOCK)
-        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(masked_schema)))
+        schemas = conn.execute(
+            "SELECT nspname FROM pg_namespace WHERE obj_description(oid, 'pg_namespace') = %s", (SCHEMA_MARK,)
+        ).fetchall()
+        for (schema,) in schemas:
+            conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
         roles = conn.execute(
             "SELECT rolname, shobj_description(oid, 'pg_authid') LIKE %s FROM pg_roles "
             "WHERE shobj_description(oid, 'pg_authid') = %s OR shobj_description(oid, 'pg_authid') LIKE %s "

@@ -407,6 +407,11 @@ def _login(reader: _Reader, file: str, parent: Any, idx: int, node: Any, role: s
     return Login(name, role, tuple(sorted(set(branches))))
 
 
+def where_line(node: Any) -> int | None:
+    """Line of a node (for problems about a whole mapping)."""
+    return _line(node)
+
+
 def _build(reader: _Reader) -> Policy | None:
     settings = Settings(**{k: v for k, (v, _where) in reader.settings.items()})
     roles: dict[str, Role] = {}
@@ -508,6 +513,13 @@ def _build(reader: _Reader) -> Policy | None:
                     role_name,
                     (1,) if row_filter and row_filter.by == "branch" else (),
                 )
+            )
+        if len(settings.masked_schema) + 1 + len(role_name) > 63:
+            reader.problem(
+                file,
+                where_line(spec),
+                fld,
+                f"{settings.masked_schema}_{role_name} (the role's schema) is longer than 63 characters",
             )
         desc = spec.get("description", "")
         roles[role_name] = Role(role_name, str(desc or ""), tuple(tables), {}, {}, row_filter, tuple(logins))

@@ -31,6 +31,7 @@ from psycopg import sql
 from dataplat.data.generate import id_number_valid, luhn_valid, mobile_valid
 from dataplat.data.schema import TABLES, Table
 from dataplat.policy.apply import Target, token_key
+from dataplat.policy.compiler import masked_schema
 from dataplat.policy.masks import apply_mask
 from dataplat.policy.model import PARTIAL_DEFAULTS, Login, Mask, Policy
 
@@ -223,7 +224,7 @@ class _RoleRun:
                 " ".join(x for x in (d.message_primary, d.message_detail, d.context) if x)
             )
         )
-        self.masked = ctx.policy.settings.masked_schema
+        self.masked = masked_schema(ctx.policy, role)
         self.src = ctx.policy.settings.source_schema
 
     def add(self, check: str, status: str, detail: str = "") -> None:
