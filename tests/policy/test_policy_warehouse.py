@@ -90,8 +90,10 @@ def test_row_filters_and_denied_columns(env: PolicyEnv) -> None:
         assert seen == set(env.consented)
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("SELECT id_number FROM customers")
-        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        with pytest.raises(psycopg.errors.UndefinedTable):  # not granted: no view in its schema
             conn.execute("SELECT * FROM cards")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("SELECT * FROM bank_masked_marketing_analyst.cards")
     with _as(env, "ds_verify") as conn:
         assert {r[0] for r in conn.execute("SELECT DISTINCT name FROM customers")} == {None}
 
