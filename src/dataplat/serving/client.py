@@ -131,9 +131,9 @@ def encode_infer_request(
 def decode_infer_response(body: bytes) -> tuple[str, str, dict[str, np.ndarray], str | None]:
     """(model name, version, outputs by name as arrays, id) of an OIP inference response."""
     doc = json.loads(body)
-    outputs = {}
+    outputs: dict[str, np.ndarray] = {}
     for t in doc.get("outputs", []):
-        arr = np.asarray(t["data"], dtype=_NP_DTYPES.get(t.get("datatype", "FP32"), np.float32))
+        arr: np.ndarray = np.asarray(t["data"], dtype=_NP_DTYPES.get(t.get("datatype", "FP32"), np.float32))
         outputs[t["name"]] = arr.reshape(t["shape"]) if t.get("shape") else arr
     return doc.get("model_name", ""), str(doc.get("model_version", "")), outputs, doc.get("id")
 
@@ -246,12 +246,12 @@ class OipClient:
         self, model: str, version: str | None = None, timeout_s: float | None = None
     ) -> dict[str, Any]:
         """``GET /v2/models/{model}[/versions/{v}]``: inputs, outputs, parameters."""
-        r = await self._request("GET", self._model_path(model, version), timeout_s or self.timeout_s)
-        if r.status_code != 200:
-            raise EndpointError(
-                self.base_url, f"model metadata: HTTP {r.status_code} {_error_of(r)[0]}", r.status_code
-            )
-        return r.json()
+        status, body = await self._request(
+            "GET", self._model_path(model, version), timeout_s or self.timeout_s
+        )
+        if status != 200:
+            raise EndpointError(self.base_url, f"model metadata: HTTP {status} {_error_of(body)[0]}", status)
+        return json.loads(body)
 
     async def infer(
         self,
@@ -277,16 +277,15 @@ class OipClient:
     ) -> InferResult:
         """Like :meth:`infer` with an already encoded request body."""
         start = time.perf_counter()
-        r = await self._request(
+        status, content = await self._request(
             "POST", self._model_path(model, version) + "/infer", timeout_s or self.timeout_s, body
         )
-        status = r.status_code
         if status == 200:
-            name, v, outs, rid = decode_infer_response(r.content)
+            name, v, outs, rid = decode_infer_response(content)
             return InferResult(
                 name, v, outs, rid, endpoint=self.base_url, latency_s=time.perf_counter() - start
             )
-        error, fld = _error_of(r)
+        error, fld = _error_of(content)
         if status in (400, 413, 422):
             raise InferenceRejected(self.base_url, status, error, fld)
         raise EndpointError(

@@ -154,9 +154,11 @@ class _Metrics:
             ["pool", "model"],
             buckets=(0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0),
         )
-        kwargs = {"multiprocess_mode": "livesum"} if self.multiproc else {}
         self.inflight = Gauge(
-            "dataplat_serving_inflight_requests", "Inference requests being served", ["pool"], **kwargs
+            "dataplat_serving_inflight_requests",
+            "Inference requests being served (sum over live workers)",
+            ["pool"],
+            multiprocess_mode="livesum",
         )
         self.shed = Counter(
             "dataplat_serving_shed_total",
