@@ -10,7 +10,8 @@ back), let Patroni fail over, and measure:
 * the balance invariant (total and per account against the transfers);
 * fencing: a prober writes to the old primary's own address/port directly from the fault
   until it has rejoined; it must be refused (down or read-only) every time;
-* rejoin: the old primary back as synchronous standby (pg_rewind when needed), seen in
+* rejoin: the old primary back as a streaming standby (pg_rewind when needed) and a
+  synchronous standby in place again (the old primary itself with two members), seen in
   Patroni's ``/cluster``, ``pg_stat_replication`` and ``dataplat status``.
 
 ``summarize`` places the measured RTO/RPO in GB/T 20988-2007's capability levels.
@@ -176,20 +177,23 @@ def _first_commit_on(workload: LedgerWorkload, server: str, after: float) -> flo
 
 
 def _rejoined(platform: Platform, old: str, new: str) -> dict[str, Any] | None:
+    """The old primary streams from the new leader on its timeline, and the new leader
+    has a synchronous standby again (the old primary itself when there are two members;
+    with more, another member may hold that role and the old primary streams async)."""
     members = {m["name"]: m for m in _cluster(platform).get("members", [])}
     o, n = members.get(old, {}), members.get(new, {})
-    if not (n.get("role") == "leader" and o.get("role") == "sync_standby" and o.get("state") == "streaming"):
+    if not (n.get("role") == "leader" and o.get("role") in ("sync_standby", "replica")
+            and o.get("state") == "streaming"):
         return None
     if o.get("timeline") != n.get("timeline"):
         return None
     inst = _members(platform)[new]
     with psycopg.connect(endpoints.conninfo(platform, [inst], read_write=False), connect_timeout=2) as conn:
-        row = conn.execute(
-            "SELECT sync_state, state FROM pg_stat_replication WHERE application_name = %s", (old,)
-        ).fetchone()
-    if not row or row[0] != "sync":
+        rows = dict(conn.execute("SELECT application_name, sync_state FROM pg_stat_replication").fetchall())
+    sync = sorted(name for name, state in rows.items() if state == "sync")
+    if old not in rows or not sync:
         return None
-    return {"timeline": n.get("timeline"), "sync_state": row[0], "wal_sender_state": row[1]}
+    return {"timeline": n.get("timeline"), "sync_state": rows[old], "sync_standbys": sync}
 
 
 def run_repetition(ctx: DrillContext) -> Repetition:
@@ -271,10 +275,10 @@ def run_repetition(ctx: DrillContext) -> Repetition:
             rejoin = poll(
                 lambda: _rejoined(platform, old, new),
                 ctx.timeout("rejoin_s"),
-                f"{old} to rejoin as synchronous standby",
+                f"{old} to rejoin as a streaming standby with synchronous replication restored",
             )
             t_rejoined = time.time()
-            rep.event(f"{old} rejoined as sync standby", t_rejoined)
+            rep.event(f"{old} rejoined as {rejoin['sync_state']} standby", t_rejoined)
             rep.metrics["rejoin_s"] = round(t_rejoined - t_fault, 3)
             rep.info["rejoin"] = rejoin
         except DrillError as exc:
@@ -395,7 +399,7 @@ def _checks(
         rep.check(
             "rejoin",
             t_rejoined is not None,
-            f"{old} rejoined as synchronous standby {rep.metrics.get('rejoin_s')} s after the fault"
+            f"{old} rejoined, sync replication restored, {rep.metrics.get('rejoin_s')} s after the fault"
             if t_rejoined
             else rep.info.get("rejoin_error", "did not rejoin"),
         )
@@ -405,13 +409,14 @@ def _checks(
         doc = platform_status(platform.home).to_dict()
         wh = doc["warehouse"]
         m = {x["name"]: x for x in wh.get("members", [])}
-        ok = wh.get("leader") == new and m.get(old, {}).get("sync_state") == "sync"
+        sync = sorted(name for name, x in m.items() if x.get("sync_state") == "sync")
+        ok = wh.get("leader") == new and m.get(old, {}).get("state") == "streaming" and bool(sync)
         rep.check(
             "status",
             ok,
             f"dataplat status: leader {wh.get('leader')}, {old} "
             f"{m.get(old, {}).get('role')}/{m.get(old, {}).get('state')} sync_state "
-            f"{m.get(old, {}).get('sync_state')}",
+            f"{m.get(old, {}).get('sync_state')}; synchronous standby(s): {', '.join(sync) or 'none'}",
         )
 
 
