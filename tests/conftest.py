@@ -17,7 +17,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from helpers import free_port_block, shared_tmpdir, write_test_inventory  # noqa: E402
+from helpers import PORT_BLOCK, free_port_block, shared_tmpdir, write_test_inventory  # noqa: E402
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -38,7 +38,7 @@ def platform() -> Iterator[DeployedPlatform]:
 
     work = shared_tmpdir("dataplat-test-")
     home = work / "home"
-    inventory = write_test_inventory(work, home, free_port_block(20))
+    inventory = write_test_inventory(work, home, free_port_block(PORT_BLOCK))
     result = up(inventory)
     if not result.ok:
         logs = sorted((home / "log").glob("*.log")) if (home / "log").exists() else []

@@ -45,8 +45,14 @@ def shared_tmpdir(prefix: str) -> Path:
 
 
 def free_port_block(size: int) -> int:
-    """The first of ``size`` consecutive ports that are free on 127.0.0.1 now."""
-    for base in range(20000, 40000, 97):
+    """The first of ``size`` consecutive ports that are free on 127.0.0.1 now.
+
+    The search starts at a random place, so concurrent test runs rarely pick the same block.
+    """
+    import random
+
+    start = random.randrange(20000, 39000)
+    for base in [*range(start, 40000 - size, size + 7), *range(20000, start, size + 7)]:
         if all(_free(base + i) for i in range(size)):
             return base
     raise RuntimeError("no block of free ports found")
@@ -61,23 +67,35 @@ def _free(port: int) -> bool:
     return True
 
 
+PORT_BLOCK = 26
+"""Ports one test platform needs (see :func:`ports_of_block`)."""
+
+
+def ports_of_block(base: int) -> dict[str, int]:
+    """The port settings of a test platform whose block starts at ``base``.
+
+    Four ports per warehouse setting leave room for up to four members per host.
+    """
+    return {
+        "warehouse_pg_port": base,
+        "warehouse_rest_port": base + 4,
+        "warehouse_raft_port": base + 8,
+        "warehouse_witness_raft_port": base + 12,
+        "stream_client_port": base + 13,
+        "stream_monitor_port": base + 14,
+        "stream_cluster_port": base + 15,
+        "metrics_port": base + 16,
+        "serving_port": base + 17,
+        "decision_port": base + 21,
+    }
+
+
 def write_test_inventory(
     directory: Path, home: Path, base: int, extra_vars: dict[str, Any] | None = None
 ) -> Path:
     """inventory/local.yml with every port moved into a free block and the home set."""
     doc = yaml.safe_load(LOCAL_INVENTORY.read_text())
-    ports = {
-        "warehouse_pg_port": base,
-        "warehouse_rest_port": base + 2,
-        "warehouse_raft_port": base + 4,
-        "warehouse_witness_raft_port": base + 6,
-        "stream_client_port": base + 7,
-        "stream_monitor_port": base + 8,
-        "stream_cluster_port": base + 9,
-        "metrics_port": base + 10,
-        "serving_port": base + 11,
-        "decision_port": base + 15,
-    }
+    ports = ports_of_block(base)
     doc["all"]["vars"].update(ports)
     doc["all"]["vars"]["dataplat_home"] = str(home)
     doc["all"]["vars"].update(extra_vars or {})

@@ -19,9 +19,10 @@ def test_offline_json_local_is_ok(dataplat) -> None:
     assert report["ok"] is True and report["parsed"] is True and report["offline"] is True
     assert report["counts"]["error"] == 0 and report["counts"]["warning"] == 1
     names = [i["name"] for i in report["plan"]["instances"]]
-    assert names[:8] == [
+    assert names[:9] == [
         "pg0",
         "pg1",
+        "pg2",
         "witness",
         "nats0",
         "lake",

@@ -31,12 +31,12 @@ def test_local_inventory_loads_with_ansible_precedence() -> None:
     assert list(inv.hosts) == ["localhost"]
     host = inv.hosts["localhost"]
     assert set(host.groups) == {"warehouse", "lake", "stream", "serving", "decision", "loadgen"}
-    assert inv.var("localhost", "warehouse_members_per_host") == 2  # all.vars beats the role default
+    assert inv.var("localhost", "warehouse_members_per_host") == 3  # all.vars beats the role default
     assert inv.var("localhost", "warehouse_pg_port") == 55432  # role default
     assert inv.var("localhost", "ansible_host") == "127.0.0.1"
     assert inv.var("localhost", "nope", "fallback") == "fallback"
     assert inv.declared("localhost", "warehouse_pg_port") is None  # a role default, not set here
-    assert inv.declared("localhost", "warehouse_members_per_host") == 2
+    assert inv.declared("localhost", "warehouse_members_per_host") == 3
     assert inv.groups["warehouse"] == ["localhost"]
     assert inv.groups["ungrouped"] == []
     assert all(p.severity != "error" for p in inv.problems)

@@ -14,9 +14,10 @@ from dataplat.inventory.placement import Instance, Plan, plan
 def test_local_plan() -> None:
     p = plan(load_inventory(LOCAL))
     names = [i.name for i in p.instances]
-    assert names[:8] == [
+    assert names[:9] == [
         "pg0",
         "pg1",
+        "pg2",
         "witness",
         "nats0",
         "lake",
@@ -24,12 +25,13 @@ def test_local_plan() -> None:
         "serving-cpu-0",
         "decision-0",
     ]
-    assert names[8:] == ["loadgen-localhost"]
-    pg0, pg1 = p.by_component("warehouse")
-    assert (pg0.host, pg1.host) == ("localhost", "localhost")
+    assert names[9:] == ["loadgen-localhost"]
+    pg0, pg1, pg2 = p.by_component("warehouse")
+    assert (pg0.host, pg1.host, pg2.host) == ("localhost", "localhost", "localhost")
     assert pg0.address == "127.0.0.1"
     assert pg0.ports == {"pg": 55432, "rest": 58008, "raft": 52370}
     assert pg1.ports == {"pg": 55433, "rest": 58009, "raft": 52371}
+    assert pg2.ports == {"pg": 55434, "rest": 58010, "raft": 52372}
     (witness,) = p.by_component("warehouse-witness")
     assert witness.ports == {"raft": 52380}
     (nats,) = p.by_component("stream")
@@ -44,7 +46,7 @@ def test_local_plan() -> None:
     assert len(bound) == len(set(bound))
     # the members cannot be spread on one machine: a warning naming the component, not an error
     assert [pr.severity for pr in p.problems] == ["warning"]
-    assert "warehouse" in p.problems[0].message and "pg0, pg1" in p.problems[0].message
+    assert "warehouse" in p.problems[0].message and "pg0, pg1, pg2" in p.problems[0].message
 
 
 def test_plan_roundtrips_through_json() -> None:

@@ -7,7 +7,7 @@ import socket
 
 import pytest
 import yaml
-from helpers import free_port_block, shared_tmpdir, write_test_inventory
+from helpers import PORT_BLOCK, free_port_block, ports_of_block, shared_tmpdir, write_test_inventory
 
 from dataplat.cli import main
 from dataplat.deploy.api import up
@@ -16,9 +16,9 @@ from dataplat.deploy.api import up
 def test_port_in_use_is_named_with_its_setting(capsys):
     work = shared_tmpdir("dataplat-port-")
     home = work / "home"
-    base = free_port_block(20)
+    base = free_port_block(PORT_BLOCK)
     inventory = write_test_inventory(work, home, base)
-    witness_port = base + 6  # warehouse_witness_raft_port in write_test_inventory
+    witness_port = ports_of_block(base)["warehouse_witness_raft_port"]
     squatter = socket.socket()
     squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     squatter.bind(("127.0.0.1", witness_port))
@@ -39,7 +39,7 @@ def test_port_in_use_is_named_with_its_setting(capsys):
 def test_invalid_inventory_stops_up_before_anything_changes(capsys):
     work = shared_tmpdir("dataplat-badinv-")
     home = work / "home"
-    inventory = write_test_inventory(work, home, free_port_block(20))
+    inventory = write_test_inventory(work, home, free_port_block(PORT_BLOCK))
     doc = yaml.safe_load(inventory.read_text())
     doc["all"]["children"]["warehous"] = {"hosts": {"localhost": {}}}
     doc["all"]["vars"]["stream_client_port"] = "not-a-port"

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import free_port_block, shared_tmpdir, write_test_inventory
+from helpers import PORT_BLOCK, free_port_block, shared_tmpdir, write_test_inventory
 
 pytestmark = [
     pytest.mark.platform,
@@ -47,7 +47,7 @@ def test_up_status_down_as_an_ordinary_user():
     work = shared_tmpdir("dataplat-user-")
     shutil.chown(work, USER)
     home = work / "home"
-    inventory = write_test_inventory(work, home, free_port_block(20))
+    inventory = write_test_inventory(work, home, free_port_block(PORT_BLOCK))
     try:
         up = _as_user("up", "-i", str(inventory), "--json")
         assert up.returncode == 0, up.stderr[-3000:]
@@ -56,7 +56,7 @@ def test_up_status_down_as_an_ordinary_user():
         assert status.returncode == 0 and doc["healthy"], doc
         owner = pwd.getpwuid((home / "warehouse" / "pg0" / "pgdata").stat().st_uid).pw_name
         assert owner == USER
-        assert {m["role"] for m in doc["warehouse"]["members"]} == {"leader", "sync_standby"}
+        assert {m["role"] for m in doc["warehouse"]["members"]} == {"leader", "sync_standby", "replica"}
     finally:
         down = _as_user("down", "-i", str(inventory), "--purge", "--json")
         shutil.rmtree(work, ignore_errors=True)
