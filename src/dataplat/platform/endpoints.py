@@ -35,6 +35,11 @@ class Platform:
         return self.home / "secrets" / "pgpass"
 
     @property
+    def service_pgpass(self) -> Path:
+        """The app user's password file, readable by the service user (decision service, exporters)."""
+        return self.home / "secrets" / "service.pgpass"
+
+    @property
     def run_dir(self) -> Path:
         return self.home / "run"
 
@@ -83,6 +88,7 @@ def conninfo(
     role: str = "admin",
     read_write: bool = True,
     database: str | None = None,
+    passfile: Path | None = None,
 ) -> str:
     """A libpq conninfo for ``members`` (one or several hosts) as ``role`` (admin | app)."""
     wh = platform.settings["warehouse"]
@@ -92,7 +98,7 @@ def conninfo(
         "port": ",".join(str(m["ports"]["pg"]) for m in members),
         "dbname": database or wh["database"],
         "user": user,
-        "passfile": str(platform.pgpass),
+        "passfile": str(passfile or platform.pgpass),
         "connect_timeout": "5",
     }
     if read_write and len(members) > 1:
@@ -104,6 +110,13 @@ def warehouse_conninfo(home: Path, role: str = "admin") -> str:
     """The cluster's multi-host, read-write conninfo for ``role`` (password from the pgpass file)."""
     platform = load_platform(home)
     return conninfo(platform, platform.by_component("warehouse"), role=role)
+
+
+def service_conninfo(home: Path) -> str:
+    """The cluster's read-write conninfo as the app user, for processes running as the service user."""
+    platform = load_platform(home)
+    members = platform.by_component("warehouse")
+    return conninfo(platform, members, role="app", passfile=platform.service_pgpass)
 
 
 def patroni_urls(platform: Platform) -> list[str]:
