@@ -51,9 +51,9 @@ def test_status_reports_every_component_healthy(platform, capsys):
     rc, doc = status_json(platform.home, capsys)
     assert rc == 0, doc
     names = {c["name"]: c for c in doc["components"]}
-    for name in ("pg0", "pg1", "pg2", "witness", "nats0", "lake", "metrics-localhost"):
+    for name in ("pg0", "pg1", "pg2", "witness", "nats0", "lake", "metrics-localhost", "serving-cpu-0"):
         assert names[name]["health"] == "healthy", names[name]
-    for name in ("pg0", "pg1", "pg2", "witness", "nats0", "metrics-localhost"):
+    for name in ("pg0", "pg1", "pg2", "witness", "nats0", "metrics-localhost", "serving-cpu-0"):
         assert isinstance(names[name]["pid"], int)
     wh = doc["warehouse"]
     members = {m["name"]: m for m in wh["members"]}
@@ -164,6 +164,30 @@ def test_data_load_fills_both_stores_alike(platform, capsys):
         wh_total = conn.execute("SELECT sum(amount) FROM bank.holdings").fetchone()[0]
         wh_tx = conn.execute("SELECT count(*) FROM bank.transactions").fetchone()[0]
     assert wh_total == lake_total and wh_tx == lake_tx == rows[("warehouse", "transactions")] > 0
+
+
+def test_serving_pool_scores_through_the_router(platform):
+    import numpy as np
+
+    from dataplat.serving.client import PoolRouter, pools_from_placement
+    from dataplat.serving.model import CLASSES, FEATURE_NAMES
+
+    plat = endpoints.load_platform(platform.home)
+    pools = pools_from_placement(plat.instances, plat.settings["serving"]["pools"])
+    assert [p.name for p in pools] == ["cpu"]
+
+    async def score():
+        async with PoolRouter(pools) as router:
+            return await router.infer("propensity", np.zeros((3, len(FEATURE_NAMES)), dtype=np.float32))
+
+    result = asyncio.run(score())
+    assert result.pool == "cpu" and result.model_version == "1"
+    probs = next(v for v in result.outputs.values() if v.ndim == 2)
+    assert probs.shape == (3, len(CLASSES)) and np.allclose(probs.sum(axis=1), 1.0, atol=1e-4)
+    meta = json.loads(
+        (platform.home / "serving" / "models" / "propensity" / "1" / "metadata.json").read_text()
+    )
+    assert meta["metrics"]["n_test"] > 0
 
 
 def test_exporter_serves_prometheus_metrics(platform):

@@ -19,9 +19,9 @@ from dataplat.deploy.runner import EventHandler, RunResult, run_playbook
 from dataplat.errors import DeployError
 from dataplat.platform import endpoints
 
-DEPLOYED_COMPONENTS = frozenset({"warehouse", "warehouse-witness", "stream", "lake", "metrics"})
-"""Components roles/site.yml deploys; the plan's other instances (serving pools, the
-decision service, load generators) are placed and checked but not yet deployed."""
+DEPLOYED_COMPONENTS = frozenset({"warehouse", "warehouse-witness", "stream", "lake", "metrics", "serving"})
+"""Components roles/site.yml deploys; the plan's other instances (the decision service,
+load generators) are placed and checked but not yet deployed."""
 
 
 @dataclass
@@ -94,6 +94,12 @@ def resolve_settings(inventory: Any, plan: Any, home: Path) -> dict[str, Any]:
     st = first("stream")
     if st:
         settings["stream"] = {"streams": inventory.var(st, "stream_streams")}
+    sv = first("serving")
+    if sv:
+        settings["serving"] = {
+            "pools": inventory.var(sv, "serving_pools"),
+            "model": inventory.var(sv, "serving_model_name"),
+        }
     return settings
 
 

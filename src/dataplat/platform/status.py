@@ -108,7 +108,11 @@ def _probe(platform: Platform, inst: dict[str, Any]) -> ComponentStatus:
     elif comp == "stream":
         ok, detail = _http_ok(f"http://{address}:{ports['monitor']}/healthz?js-enabled-only=true")
     elif comp == "metrics":
-        ok, detail = _http_ok(f"http://{address}:{ports['http']}/metrics")
+        ok, detail = _http_ok(f"http://{address}:{ports['http']}/healthz")
+    elif comp == "serving":
+        model = platform.settings.get("serving", {}).get("model", "propensity")
+        ok, detail = _http_ok(f"http://{address}:{ports['http']}/v2/models/{model}/ready")
+        detail = f"pool {inst.get('pool')} ({inst.get('accelerator')}): model {model} {detail}"
     else:
         ok = all(port_in_use(address, p) for p in ports.values())
         detail = "ports open" if ok else "a port is closed"
