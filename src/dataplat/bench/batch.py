@@ -165,12 +165,17 @@ def load_jobs(directory: Path, only: Sequence[str] = ()) -> list[BatchJob]:
     return [j for j in jobs if j.name in wanted]
 
 
-def render_sql(sql: str, bank: str, bench: str, as_of: dt.date = AS_OF) -> str:
-    """Substitute the placeholders (quoted schemas, date literals)."""
+def render_sql(sql: str, bank: str, bench: str, as_of: dt.date = AS_OF, colon_free: bool = False) -> str:
+    """Substitute the placeholders (quoted schemas, date literals).
+
+    ``colon_free`` writes the timestamp without ``:`` (``TIMESTAMPTZ 'YYYY-MM-DD +08'``, which
+    PostgreSQL reads but DuckDB does not), for pgbench scripts where ``:00`` would be a variable.
+    """
+    ts = f"'{as_of.isoformat()} +08'" if colon_free else f"'{as_of.isoformat()} 00:00:00+08:00'"
     return (
         sql.replace("{bank}", quote_ident(bank))
         .replace("{bench}", quote_ident(bench))
-        .replace("{as_of_ts}", f"TIMESTAMPTZ '{as_of.isoformat()} 00:00:00+08:00'")
+        .replace("{as_of_ts}", f"TIMESTAMPTZ {ts}")
         .replace("{as_of}", f"DATE '{as_of.isoformat()}'")
     )
 
