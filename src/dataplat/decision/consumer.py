@@ -1,0 +1,171 @@
+"""The JetStream consumer: events from ``bank.events.>`` (stream EVENTS) become decisions
+published on ``bank.decisions.<channel>`` (stream DECISIONS).
+
+One durable pull consumer (``decision-service``, explicit acknowledgement, at most
+``max_ack_pending`` unacknowledged messages) shared by every worker: each worker fetches
+batches of at most ``batch`` messages and decides them concurrently. A message is
+acknowledged only after its decision is recorded and published, so nothing is lost when a
+worker dies; a redelivered event is answered from ``bank.decisions`` (a replay) and
+published again with the same ``Nats-Msg-Id``, which JetStream de-duplicates.
+
+==============================  ======================================================
+malformed event, no customer    terminated (``term``): never redelivered, counted invalid
+warehouse down, overloaded      ``nak`` with a delay: redelivered later
+publish failed                  ``nak`` with a delay (the decision stays recorded)
+==============================  ======================================================
+
+The published document is the HTTP answer plus ``event_published_at`` (the producer's
+``published_at``, epoch seconds) and ``decided_at``; end-to-end latency (published_at to
+the decision's publication acknowledged) is the histogram ``dataplat_decision_e2e_seconds``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from contextlib import suppress
+
+import nats.errors
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+from dataplat.decision.engine import Engine
+from dataplat.decision.events import EventError, parse_event
+from dataplat.decision.metrics import DecisionMetrics
+from dataplat.decision.stream import EVENTS_STREAM, EVENTS_SUBJECT, StreamLink
+from dataplat.errors import ComponentError
+
+log = logging.getLogger("dataplat.decision")
+
+DURABLE = "decision-service"
+
+
+class EventConsumer:
+    """Fetch, decide, publish, acknowledge (module docstring)."""
+
+    def __init__(
+        self,
+        link: StreamLink,
+        engine: Engine,
+        metrics: DecisionMetrics,
+        *,
+        durable: str = DURABLE,
+        batch: int = 32,
+        max_ack_pending: int = 512,
+        ack_wait_s: float = 30.0,
+        publish_timeout_s: float = 2.0,
+        retry_delay_s: float = 1.0,
+    ) -> None:
+        self.link = link
+        self.engine = engine
+        self.metrics = metrics
+        self.durable = durable
+        self.batch = batch
+        self.max_ack_pending = max_ack_pending
+        self.ack_wait_s = ack_wait_s
+        self.publish_timeout_s = publish_timeout_s
+        self.retry_delay_s = retry_delay_s
+        self.handled = 0
+
+    def consumer_config(self) -> ConsumerConfig:
+        """The durable consumer's configuration."""
+        return ConsumerConfig(
+            durable_name=self.durable,
+            ack_policy=AckPolicy.EXPLICIT,
+            deliver_policy=DeliverPolicy.ALL,
+            max_ack_pending=self.max_ack_pending,
+            ack_wait=self.ack_wait_s,
+            filter_subject=EVENTS_SUBJECT,
+        )
+
+    async def run(self) -> None:
+        """Consume until cancelled; (re)subscribes with backoff when the stream is not there."""
+        await self.link.run()
+        delay = 0.2
+        while True:
+            try:
+                assert self.link.js is not None
+                sub = await self.link.js.pull_subscribe(
+                    EVENTS_SUBJECT, durable=self.durable, stream=EVENTS_STREAM, config=self.consumer_config()
+                )
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - stream missing, broker down: retry
+                log.warning("cannot subscribe to %s on %s: %s; retrying", EVENTS_SUBJECT, EVENTS_STREAM, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            delay = 0.2
+            try:
+                await self._loop(sub)
+            except asyncio.CancelledError:
+                with suppress(Exception):
+                    await sub.unsubscribe()
+                raise
+            except Exception as exc:  # noqa: BLE001 - keep consuming after a broker hiccup
+                log.warning("consumer loop failed: %s; resubscribing", exc)
+                await asyncio.sleep(delay)
+
+    async def _loop(self, sub: JetStreamContext.PullSubscription) -> None:
+        while True:
+            try:
+                msgs = await sub.fetch(self.batch, timeout=1.0)
+            except nats.errors.TimeoutError:
+                continue
+            except nats.errors.ConnectionClosedError:
+                raise
+            await asyncio.gather(*(self.handle(m) for m in msgs))
+
+    async def handle(self, msg: Msg) -> None:
+        """Decide one message, publish the decision, acknowledge (module docstring)."""
+        started = time.perf_counter()
+        try:
+            event = parse_event(msg.data)
+        except EventError as exc:
+            log.warning(
+                "dropping a malformed event on %s: %s (field %s)", msg.subject, exc.message, exc.field
+            )
+            self.metrics.requests.labels("stream", "invalid").inc()
+            await _settle(msg.term())
+            return
+        try:
+            decision, fresh = await self.engine.decide(event, started)
+        except EventError as exc:
+            log.warning("dropping event %s: %s", event.event_id, exc.message)
+            self.metrics.requests.labels("stream", "invalid").inc()
+            await _settle(msg.term())
+            return
+        except ComponentError as exc:
+            self.metrics.requests.labels("stream", "unavailable").inc()
+            log.warning("event %s not decided now (%s); redelivered later", event.event_id, exc)
+            await _settle(msg.nak(delay=self.retry_delay_s))
+            return
+        doc = decision.to_json()
+        doc["event_published_at"] = event.published_at
+        doc["decided_at"] = decision.decided_at
+        t0 = time.perf_counter()
+        try:
+            await self.link.publish_decision(doc, self.publish_timeout_s)
+        except Exception as exc:  # noqa: BLE001 - any failure: redeliver, the replay republishes
+            self.metrics.published.labels("failed").inc()
+            log.warning("decision of %s not published (%s); redelivered later", event.event_id, exc)
+            await _settle(msg.nak(delay=self.retry_delay_s))
+            return
+        now = time.time()
+        self.metrics.stage.labels("publish").observe(time.perf_counter() - t0)
+        self.metrics.published.labels("ok").inc()
+        if event.published_at is not None:
+            self.metrics.e2e.observe(max(now - event.published_at, 0.0))
+        self.metrics.requests.labels("stream", "decided" if fresh else "replayed").inc()
+        self.metrics.duration.labels("stream").observe(time.perf_counter() - started)
+        self.handled += 1
+        await _settle(msg.ack())
+
+
+async def _settle(aw: object) -> None:
+    """Acknowledge / nak / term, bounded; a failure here means redelivery, which is safe."""
+    with suppress(Exception):
+        async with asyncio.timeout(2.0):
+            await aw  # type: ignore[misc]

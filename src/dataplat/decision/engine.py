@@ -1,0 +1,234 @@
+"""One decision from end to end, for the HTTP API and the stream consumer alike.
+
+event -> the customer's features and any decision already stored under the event id (one
+query) -> the model's scores from the best pool (:class:`~dataplat.serving.client.PoolRouter`,
+bounded by ``score_deadline_s``; no pool -> rules only, marked degraded) -> the strategy's
+rules -> recorded in ``bank.decisions`` (idempotent by event id) -> the answer.
+
+Publishing to the DECISIONS stream is the caller's step: the HTTP API publishes in the
+background after answering, the consumer publishes before it acknowledges the event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from dataplat.decision import rules
+from dataplat.decision.events import Event, EventError
+from dataplat.decision.metrics import DecisionMetrics
+from dataplat.decision.strategy import StrategySet
+from dataplat.decision.warehouse import (
+    ConnectionPool,
+    DecisionRow,
+    Recorder,
+    StoredDecision,
+    read_catalog,
+    read_customer,
+)
+from dataplat.serving.client import PoolRouter, ServingError
+from dataplat.serving.model import CLASSES, PROBA_OUTPUT
+
+log = logging.getLogger("dataplat.decision")
+
+DECISION_NAMESPACE = uuid.UUID("6f1d3c1e-5b7a-4a39-9d8e-2b1f0c4d7e10")
+"""decision_id = uuid5(DECISION_NAMESPACE, event_id): the same event id, the same decision id."""
+
+
+def decision_id(event_id: str) -> str:
+    """The decision id of an event id (deterministic)."""
+    return str(uuid.uuid5(DECISION_NAMESPACE, event_id))
+
+
+@dataclass
+class Decision:
+    """The answer to one event (the JSON of ``POST /v1/decisions``: :meth:`to_json`)."""
+
+    event_id: str
+    customer_id: int
+    event_type: str
+    product_id: str | None
+    product_name: str | None
+    channel: str | None
+    score: float | None
+    degraded: bool
+    reasons: list[str]
+    strategy: str
+    latency_ms: float = 0.0
+    replayed: bool = False
+    pool: str | None = None
+    decided_at: float = field(default_factory=time.time)
+
+    def to_json(self) -> dict[str, Any]:
+        """The response document of the API contract."""
+        return {
+            "event_id": self.event_id,
+            "customer_id": self.customer_id,
+            "decision_id": decision_id(self.event_id),
+            "offer": {"product_id": self.product_id, "name": self.product_name},
+            "channel": self.channel,
+            "score": self.score,
+            "degraded": self.degraded,
+            "reasons": self.reasons,
+            "strategy": self.strategy,
+            "latency_ms": round(self.latency_ms, 3),
+            "replayed": self.replayed,
+        }
+
+
+class Engine:
+    """Makes decisions (module docstring). One per worker process."""
+
+    def __init__(
+        self,
+        strategies: StrategySet,
+        pool: ConnectionPool,
+        recorder: Recorder,
+        router: PoolRouter | None,
+        metrics: DecisionMetrics,
+        *,
+        score_deadline_s: float = 0.03,
+        features_timeout_s: float = 1.0,
+        record_timeout_s: float = 2.0,
+    ) -> None:
+        self.strategies = strategies
+        self.pool = pool
+        self.recorder = recorder
+        self.router = router
+        self.metrics = metrics
+        self.score_deadline_s = score_deadline_s
+        self.features_timeout_s = features_timeout_s
+        self.record_timeout_s = record_timeout_s
+        self.catalog: rules.Catalog | None = None
+        self._catalog_lock = asyncio.Lock()
+        self._cap_hours = max(strategies.max_cap_hours, 0.0)
+
+    async def ensure_catalog(self) -> rules.Catalog:
+        """The product catalogue (read once; :class:`WarehouseUnavailable` until it can be)."""
+        if self.catalog is None:
+            async with self._catalog_lock:
+                if self.catalog is None:
+                    catalog = await read_catalog(self.pool)
+                    for s in self.strategies.strategies:
+                        for o in s.offers:
+                            if o.product not in catalog.products:
+                                log.error(
+                                    "%s:%s: offer %s names product %s, not in bank.products",
+                                    s.file, o.line, o.name, o.product,
+                                )  # fmt: skip
+                            if o.campaign and o.campaign not in catalog.campaigns:
+                                log.error(
+                                    "%s:%s: offer %s names campaign %s, not in bank.campaigns",
+                                    s.file, o.line, o.name, o.campaign,
+                                )  # fmt: skip
+                    self.catalog = catalog
+        return self.catalog
+
+    def _from_stored(self, stored: StoredDecision, catalog: rules.Catalog, started: float) -> Decision:
+        product = catalog.products.get(stored.offer) if stored.offer else None
+        return Decision(
+            event_id=stored.event_id,
+            customer_id=stored.customer_id,
+            event_type=stored.event_type,
+            product_id=stored.offer,
+            product_name=product.name if product else None,
+            channel=stored.channel,
+            score=stored.score,
+            degraded=stored.degraded,
+            reasons=list(stored.reasons),
+            strategy=stored.strategy,
+            latency_ms=(time.perf_counter() - started) * 1000,
+            replayed=True,
+            pool=stored.pool,
+        )
+
+    async def _scores(
+        self, model: str, features: Any, reasons: list[str]
+    ) -> tuple[dict[str, float] | None, str]:
+        if self.router is None or not self.router.pools:
+            reasons.append("model: no serving pool configured (rules only)")
+            return None, "none"
+        t0 = time.perf_counter()
+        try:
+            res = await self.router.infer(
+                model, features, outputs=[PROBA_OUTPUT], deadline_s=self.score_deadline_s
+            )
+        except ServingError as exc:
+            reasons.append(f"model: {exc} (rules only)")
+            return None, "none"
+        finally:
+            self.metrics.stage.labels("score").observe(time.perf_counter() - t0)
+        proba = res.outputs[PROBA_OUTPUT].reshape(-1)
+        return {c: float(p) for c, p in zip(CLASSES, proba, strict=False)}, res.pool
+
+    async def decide(self, event: Event, started: float | None = None) -> tuple[Decision, bool]:
+        """(the decision, whether this call recorded it). A replay returns the stored decision
+        with ``replayed`` set and False. Raises :class:`EventError` for an unknown customer,
+        :class:`~dataplat.decision.warehouse.WarehouseUnavailable` or
+        :class:`~dataplat.decision.warehouse.Overloaded` when it cannot decide now."""
+        started = time.perf_counter() if started is None else started
+        catalog = await self.ensure_catalog()
+        t0 = time.perf_counter()
+        view = await read_customer(
+            self.pool, event.customer_id, event.ts, self._cap_hours, event.event_id, self.features_timeout_s
+        )
+        self.metrics.stage.labels("features").observe(time.perf_counter() - t0)
+        if view is not None and view.stored is not None:
+            return self._from_stored(view.stored, catalog, started), False
+        if view is None:
+            raise EventError(f"no customer {event.customer_id}", "customer_id")
+
+        strategy = self.strategies.for_event(event.type)
+        reasons: list[str] = []
+        if strategy is None:
+            choice = rules.Choice(reasons=[f"no strategy handles {event.type}"])
+            scores, pool_name, name = None, "none", "none"
+        else:
+            scores, pool_name = await self._scores(strategy.model, view.features, reasons)
+            choice = rules.decide(strategy, event, view.customer, catalog, scores)
+            name = strategy.name
+        degraded = strategy is not None and scores is None
+        self.metrics.scored_by.labels(pool_name).inc()
+        decision = Decision(
+            event_id=event.event_id,
+            customer_id=event.customer_id,
+            event_type=event.type,
+            product_id=choice.product.code if choice.product else None,
+            product_name=choice.product.name if choice.product else None,
+            channel=choice.channel,
+            score=choice.score,
+            degraded=degraded,
+            reasons=choice.reasons + reasons,
+            strategy=name,
+            pool=None if pool_name == "none" else pool_name,
+        )
+        decision.latency_ms = (time.perf_counter() - started) * 1000
+        row = DecisionRow(
+            event_id=event.event_id,
+            customer_id=event.customer_id,
+            ts=dt.datetime.now(dt.UTC),
+            event_type=event.type,
+            campaign_id=choice.campaign_id,
+            offer=decision.product_id,
+            channel=decision.channel,
+            score=decision.score,
+            degraded=degraded,
+            latency_ms=decision.latency_ms,
+            strategy=name,
+            reasons=decision.reasons,
+            pool=decision.pool,
+        )
+        t0 = time.perf_counter()
+        stored = await self.recorder.record(row, self.record_timeout_s)
+        self.metrics.stage.labels("record").observe(time.perf_counter() - t0)
+        if stored is not None:
+            # another request for the same event id recorded its decision first
+            return self._from_stored(stored, catalog, started), False
+        self.metrics.offers.labels(event.type, decision.channel or "none", str(degraded).lower()).inc()
+        decision.latency_ms = (time.perf_counter() - started) * 1000
+        return decision, True

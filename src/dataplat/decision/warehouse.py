@@ -1,0 +1,539 @@
+"""The warehouse side of a decision: connections, the customer's features, recording.
+
+* :class:`ConnectionPool` - a small bounded pool of psycopg async connections. Acquiring
+  waits at most ``acquire_timeout_s``; a connection that saw any error is closed, and the
+  next one is opened with the conninfo's ``target_session_attrs=read-write``, which finds
+  the new primary after a Patroni failover. (psycopg_pool is not a dependency; this is
+  the part of it the service needs.)
+* :func:`read_customer` - everything a decision needs about a customer in one prepared
+  query: the customer row, the model's features (:data:`~dataplat.serving.model.FEATURE_NAMES`,
+  computed as of the event), held products, the next maturity, recent contacts and
+  decisions for the frequency caps, and the decision already stored under the event id.
+* :class:`Recorder` - inserts decisions with ``ON CONFLICT (event_id) DO NOTHING``,
+  grouping the rows of concurrent requests into one statement and one commit (the
+  warehouse commits synchronously to a standby, so a commit is the costly part); a row
+  that was there already comes back as the stored decision (a replay).
+
+The ``reason`` column holds JSON: ``{"strategy": ..., "reasons": [...], "pool": ...}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import math
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import psycopg
+
+from dataplat.decision.rules import Catalog, Customer, Product
+from dataplat.errors import ComponentError
+from dataplat.serving.model import FEATURE_NAMES
+
+
+class WarehouseUnavailable(ComponentError):
+    """The warehouse did not answer in time (or at all); the caller answers 503."""
+
+
+class Overloaded(ComponentError):
+    """A bounded queue is full; the caller sheds the request (503)."""
+
+
+class ConnectionPool:
+    """A bounded pool of autocommit async connections (module docstring)."""
+
+    def __init__(
+        self,
+        conninfo: str,
+        size: int = 4,
+        *,
+        acquire_timeout_s: float = 1.0,
+        connect_timeout_s: float = 3.0,
+        statement_timeout_ms: int = 2000,
+        application_name: str = "dataplat-decision",
+    ) -> None:
+        self.conninfo = conninfo
+        self.size = size
+        self.acquire_timeout_s = acquire_timeout_s
+        self.connect_timeout_s = connect_timeout_s
+        self.statement_timeout_ms = statement_timeout_ms
+        self.application_name = application_name
+        self._sem = asyncio.Semaphore(size)
+        self._idle: list[psycopg.AsyncConnection[Any]] = []
+        self._closed = False
+        self.reconnects = 0
+
+    async def _connect(self) -> psycopg.AsyncConnection[Any]:
+        try:
+            async with asyncio.timeout(self.connect_timeout_s):
+                conn = await psycopg.AsyncConnection.connect(
+                    self.conninfo,
+                    autocommit=True,
+                    prepare_threshold=0,
+                    application_name=self.application_name,
+                    options=f"-c statement_timeout={self.statement_timeout_ms} -c TimeZone=UTC",
+                )
+        except TimeoutError:
+            raise WarehouseUnavailable(
+                f"no read-write warehouse member answered within {self.connect_timeout_s:g} s"
+            ) from None
+        except psycopg.Error as exc:
+            # the message names hosts and ports, never the password (it comes from a passfile)
+            raise WarehouseUnavailable(f"cannot connect to the warehouse: {exc}".strip()) from None
+        self.reconnects += 1
+        return conn
+
+    @asynccontextmanager
+    async def connection(self, timeout_s: float | None = None) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        """A connection for the duration of the block; :class:`WarehouseUnavailable` when none
+        is free within the timeout or none can be opened."""
+        if self._closed:
+            raise WarehouseUnavailable("the connection pool is closed")
+        try:
+            async with asyncio.timeout(timeout_s if timeout_s is not None else self.acquire_timeout_s):
+                await self._sem.acquire()
+        except TimeoutError:
+            raise Overloaded(f"all {self.size} warehouse connections busy") from None
+        conn: psycopg.AsyncConnection[Any] | None = None
+        try:
+            while self._idle and conn is None:
+                candidate = self._idle.pop()
+                conn = None if candidate.closed or candidate.broken else candidate
+            if conn is None:
+                conn = await self._connect()
+            try:
+                yield conn
+            except BaseException:
+                # any error (timeout, cancellation, a failover) may leave the session in an
+                # unknown state: close it, the next user opens a fresh one
+                with suppress(Exception):
+                    await conn.close()
+                conn = None
+                raise
+        finally:
+            if conn is not None and not self._closed and not conn.closed and not conn.broken:
+                self._idle.append(conn)
+            elif conn is not None:
+                with suppress(Exception):
+                    await conn.close()
+            self._sem.release()
+
+    async def close(self) -> None:
+        """Close the idle connections; connections in use are closed when they come back."""
+        self._closed = True
+        while self._idle:
+            with suppress(Exception):
+                await self._idle.pop().close()
+
+
+# --- features -------------------------------------------------------------------------
+
+CUSTOMER_SQL = """
+SELECT c.segment, c.risk_level, c.marketing_consent, c.status, c.gender,
+       (%(ref)s::timestamptz::date - c.birth_date) AS age_days,
+       greatest(%(ref)s::timestamptz::date - c.opened_at, 0) AS tenure_days,
+       a.n_accounts, a.bal_current, a.bal_savings, a.bal_time_deposit,
+       t.payroll, t.large_inflow, t.n_large_inflow, t.out_other, t.n_out_other, t.card_spend,
+       t.n_txn, t.credit, t.debit,
+       h.n_before, h.amount_before, h.categories_before, h.last_start, h.held, h.next_maturity,
+       ch.n30, ch.converted30, ch.channels, ch.tss,
+       d.channels, d.tss,
+       x.event_id, x.customer_id, x.ts, x.event_type, x.campaign_id, x.offer, x.channel, x.score,
+       x.degraded, x.latency_ms, x.reason
+FROM bank.customers c
+CROSS JOIN LATERAL (
+    SELECT count(*) AS n_accounts,
+           coalesce(sum(balance) FILTER (WHERE type = 'current'), 0)::float8 AS bal_current,
+           coalesce(sum(balance) FILTER (WHERE type = 'savings'), 0)::float8 AS bal_savings,
+           coalesce(sum(balance) FILTER (WHERE type = 'time_deposit'), 0)::float8 AS bal_time_deposit
+    FROM bank.accounts WHERE customer_id = c.customer_id) a
+CROSS JOIN LATERAL (
+    SELECT coalesce(sum(amount) FILTER (WHERE kind = 'payroll_credit'), 0)::float8 AS payroll,
+           coalesce(sum(amount) FILTER (WHERE kind = 'large_inflow'), 0)::float8 AS large_inflow,
+           count(*) FILTER (WHERE kind = 'large_inflow') AS n_large_inflow,
+           coalesce(sum(amount) FILTER (WHERE kind = 'transfer_out_other_bank'), 0)::float8 AS out_other,
+           count(*) FILTER (WHERE kind = 'transfer_out_other_bank') AS n_out_other,
+           coalesce(sum(amount) FILTER (WHERE kind = 'card_spend'), 0)::float8 AS card_spend,
+           count(*) AS n_txn,
+           coalesce(sum(amount) FILTER (WHERE direction = 'credit'), 0)::float8 AS credit,
+           coalesce(sum(amount) FILTER (WHERE direction <> 'credit'), 0)::float8 AS debit
+    FROM bank.transactions
+    WHERE customer_id = c.customer_id AND ts > %(ref)s::timestamptz - interval '30 days' AND ts <= %(ref)s) t
+CROSS JOIN LATERAL (
+    SELECT count(*) FILTER (WHERE h.start_date < %(ref)s::timestamptz::date) AS n_before,
+           coalesce(sum(h.amount) FILTER (WHERE h.start_date < %(ref)s::timestamptz::date), 0)::float8
+               AS amount_before,
+           array_agg(DISTINCT p.category) FILTER (WHERE h.start_date < %(ref)s::timestamptz::date)
+               AS categories_before,
+           max(h.start_date) FILTER (WHERE h.start_date < %(ref)s::timestamptz::date) AS last_start,
+           array_agg(h.product_id) FILTER (WHERE h.status = 'active') AS held,
+           min(h.maturity_date) FILTER (WHERE h.status = 'active'
+                                        AND h.maturity_date >= %(ref)s::timestamptz::date) AS next_maturity
+    FROM bank.holdings h JOIN bank.products p ON p.product_id = h.product_id
+    WHERE h.customer_id = c.customer_id) h
+CROSS JOIN LATERAL (
+    SELECT count(*) FILTER (WHERE ts > %(ref)s::timestamptz - interval '30 days') AS n30,
+           count(*) FILTER (WHERE ts > %(ref)s::timestamptz - interval '30 days' AND outcome = 'converted')
+               AS converted30,
+           array_agg(channel) FILTER (WHERE ts > %(since)s) AS channels,
+           array_agg(ts) FILTER (WHERE ts > %(since)s) AS tss
+    FROM bank.contact_history
+    WHERE customer_id = c.customer_id AND ts <= %(ref)s
+      AND ts > least(%(since)s, %(ref)s::timestamptz - interval '30 days')) ch
+CROSS JOIN LATERAL (
+    SELECT array_agg(channel) AS channels, array_agg(ts) AS tss
+    FROM bank.decisions
+    WHERE customer_id = c.customer_id AND ts > %(since)s AND channel IS NOT NULL AND event_id <> %(eid)s) d
+LEFT JOIN bank.decisions x ON x.event_id = %(eid)s
+WHERE c.customer_id = %(cid)s
+"""
+
+STORED_SQL = """
+SELECT event_id, customer_id, ts, event_type, campaign_id, offer, channel, score, degraded, latency_ms, reason
+FROM bank.decisions WHERE event_id = ANY(%s)
+"""
+
+INSERT_SQL = """
+INSERT INTO bank.decisions
+    (event_id, customer_id, ts, event_type, campaign_id, offer, channel, score, degraded, latency_ms, reason)
+SELECT * FROM unnest(%s::text[], %s::int8[], %s::timestamptz[], %s::text[], %s::int4[], %s::text[],
+                     %s::text[], %s::float8[], %s::bool[], %s::float8[], %s::text[])
+ON CONFLICT (event_id) DO NOTHING
+RETURNING event_id
+"""
+
+_COL = {name: i for i, name in enumerate(FEATURE_NAMES)}
+_CATEGORIES = ("deposit", "wealth_management", "fund", "insurance")
+
+
+@dataclass(frozen=True)
+class StoredDecision:
+    """A row of ``bank.decisions`` (``reason`` decoded)."""
+
+    event_id: str
+    customer_id: int
+    ts: dt.datetime
+    event_type: str
+    campaign_id: int | None
+    offer: str | None
+    channel: str | None
+    score: float | None
+    degraded: bool
+    latency_ms: float
+    strategy: str
+    reasons: tuple[str, ...]
+    pool: str | None = None
+
+    @classmethod
+    def from_row(cls, row: Sequence[Any]) -> StoredDecision:
+        """From the 11 columns of ``bank.decisions`` in declaration order."""
+        try:
+            meta = json.loads(row[10]) if row[10] else {}
+        except ValueError:
+            meta = {"reasons": [row[10]]}
+        if not isinstance(meta, dict):
+            meta = {"reasons": [str(meta)]}
+        return cls(
+            event_id=row[0],
+            customer_id=int(row[1]),
+            ts=row[2],
+            event_type=row[3],
+            campaign_id=row[4],
+            offer=row[5],
+            channel=row[6],
+            score=row[7],
+            degraded=bool(row[8]),
+            latency_ms=float(row[9]),
+            strategy=str(meta.get("strategy", "")),
+            reasons=tuple(str(r) for r in meta.get("reasons", [])),
+            pool=meta.get("pool"),
+        )
+
+
+@dataclass(frozen=True)
+class CustomerView:
+    """What :func:`read_customer` returns: the customer for the rules, the model's features,
+    and the decision already stored under the event id (None when there is none)."""
+
+    customer: Customer
+    features: np.ndarray
+    """float32 [1, len(FEATURE_NAMES)]"""
+    stored: StoredDecision | None = None
+
+
+def _log1p(x: float) -> float:
+    return math.log1p(max(x, 0.0))
+
+
+def build_view(customer_id: int, ref: dt.datetime, row: Sequence[Any]) -> CustomerView:
+    """The :class:`CustomerView` of one row of :data:`CUSTOMER_SQL`."""
+    (segment, risk, consent, status, gender, age_days, tenure_days,
+     n_acc, bal_cur, bal_sav, bal_td,
+     payroll, inflow, n_inflow, out_other, n_out_other, spend, n_txn, credit, debit,
+     n_before, amount_before, cats_before, last_start, held, next_maturity,
+     n30, conv30, ch_channels, ch_ts, d_channels, d_ts) = row[:32]  # fmt: skip
+    x = np.zeros((1, len(FEATURE_NAMES)), dtype=np.float32)
+    f = x[0]
+    f[_COL["age_years"]] = age_days / 365.25
+    f[_COL["tenure_years"]] = tenure_days / 365.25
+    for s in ("mass", "affluent", "private"):
+        f[_COL[f"segment_{s}"]] = segment == s
+    f[_COL["risk_level"]] = risk
+    f[_COL["marketing_consent"]] = bool(consent)
+    f[_COL["dormant"]] = status == "dormant"
+    f[_COL["gender_male"]] = gender == "M"
+    f[_COL["n_accounts"]] = n_acc
+    f[_COL["log_balance_current"]] = _log1p(bal_cur)
+    f[_COL["log_balance_savings"]] = _log1p(bal_sav)
+    f[_COL["log_balance_time_deposit"]] = _log1p(bal_td)
+    f[_COL["payroll_customer"]] = payroll > 0
+    f[_COL["log_payroll_30d"]] = _log1p(payroll)
+    f[_COL["log_large_inflow_30d"]] = _log1p(inflow)
+    f[_COL["n_large_inflow_30d"]] = n_inflow
+    f[_COL["log_transfer_out_other_bank_30d"]] = _log1p(out_other)
+    f[_COL["n_transfer_out_other_bank_30d"]] = n_out_other
+    f[_COL["log_card_spend_30d"]] = _log1p(spend)
+    f[_COL["n_txn_30d"]] = n_txn
+    f[_COL["log_credit_30d"]] = _log1p(credit)
+    f[_COL["log_debit_30d"]] = _log1p(debit)
+    f[_COL["n_holdings_before"]] = n_before
+    f[_COL["log_holdings_amount_before"]] = _log1p(amount_before)
+    cats = set(cats_before or ())
+    for c in _CATEGORIES:
+        f[_COL[f"held_{c}_before"]] = c in cats
+    ref_date = ref.astimezone(dt.UTC).date()
+    f[_COL["days_since_last_holding"]] = min((ref_date - last_start).days, 3650) if last_start else 3650
+    f[_COL["n_contacts_30d"]] = n30
+    f[_COL["n_converted_contacts_30d"]] = conv30
+    contacts = list(zip(ch_channels or (), ch_ts or (), strict=True))
+    contacts += list(zip(d_channels or (), d_ts or (), strict=True))
+    customer = Customer(
+        customer_id=customer_id,
+        segment=segment,
+        risk_level=int(risk),
+        marketing_consent=bool(consent),
+        status=status,
+        held_products=frozenset(held or ()),
+        next_maturity=next_maturity,
+        contacts=contacts,
+    )
+    stored = StoredDecision.from_row(row[32:]) if row[32] is not None else None
+    return CustomerView(customer, x, stored)
+
+
+async def read_customer(
+    pool: ConnectionPool, customer_id: int, ref: dt.datetime, cap_hours: float, event_id: str,
+    timeout_s: float = 1.0,
+) -> CustomerView | None:  # fmt: skip
+    """The customer as of ``ref`` (None when there is no such customer); one round trip."""
+    since = ref - dt.timedelta(hours=max(cap_hours, 0.0))
+    try:
+        async with asyncio.timeout(timeout_s), pool.connection() as conn:
+            cur = await conn.execute(
+                CUSTOMER_SQL, {"cid": customer_id, "ref": ref, "since": since, "eid": event_id}, prepare=True
+            )
+            row = await cur.fetchone()
+    except TimeoutError:
+        raise WarehouseUnavailable(
+            f"reading customer {customer_id} took over {timeout_s * 1000:.0f} ms"
+        ) from None
+    except psycopg.Error as exc:
+        raise WarehouseUnavailable(f"reading customer {customer_id} failed: {exc}".strip()) from None
+    return None if row is None else build_view(customer_id, ref, row)
+
+
+async def read_catalog(pool: ConnectionPool, timeout_s: float = 3.0) -> Catalog:
+    """Products and campaigns (read once at start: they change with releases, not per event)."""
+    try:
+        async with asyncio.timeout(timeout_s), pool.connection() as conn:
+            cur = await conn.execute("SELECT product_id, code, name, category, risk_level FROM bank.products")
+            products = {r[1]: Product(int(r[0]), r[1], r[2], r[3], int(r[4])) for r in await cur.fetchall()}
+            cur = await conn.execute("SELECT campaign_id, code FROM bank.campaigns")
+            campaigns = {r[1]: int(r[0]) for r in await cur.fetchall()}
+    except TimeoutError:
+        raise WarehouseUnavailable(f"reading the catalogue took over {timeout_s:g} s") from None
+    except psycopg.Error as exc:
+        raise WarehouseUnavailable(f"reading the catalogue failed: {exc}".strip()) from None
+    return Catalog(products, campaigns)
+
+
+async def ping(pool: ConnectionPool, timeout_s: float = 1.0) -> bool:
+    """Whether a read-write member answers ``SELECT 1`` in time."""
+    try:
+        async with asyncio.timeout(timeout_s), pool.connection() as conn:
+            await conn.execute("SELECT 1")
+        return True
+    except (TimeoutError, ComponentError, psycopg.Error):
+        return False
+
+
+# --- recording --------------------------------------------------------------------------
+
+
+@dataclass
+class DecisionRow:
+    """A decision to insert into ``bank.decisions``."""
+
+    event_id: str
+    customer_id: int
+    ts: dt.datetime
+    event_type: str
+    campaign_id: int | None
+    offer: str | None
+    channel: str | None
+    score: float | None
+    degraded: bool
+    latency_ms: float
+    strategy: str
+    reasons: list[str]
+    pool: str | None = None
+
+    def reason_json(self) -> str:
+        doc: dict[str, Any] = {"strategy": self.strategy, "reasons": self.reasons}
+        if self.pool:
+            doc["pool"] = self.pool
+        return json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
+
+
+@dataclass
+class _Pending:
+    row: DecisionRow
+    future: asyncio.Future[StoredDecision | None] = field(repr=False)
+
+
+class Recorder:
+    """Group commit of decisions (module docstring).
+
+    :meth:`record` resolves to None when the row was inserted, or to the
+    :class:`StoredDecision` already stored under its event id. At most ``max_pending``
+    rows wait at once (:class:`Overloaded` past that); ``writers`` statements run at once,
+    each with up to ``max_batch`` rows.
+    """
+
+    def __init__(
+        self, pool: ConnectionPool, *, max_batch: int = 64, max_pending: int = 1024, writers: int = 2
+    ) -> None:
+        self.pool = pool
+        self.max_batch = max_batch
+        self._queue: asyncio.Queue[_Pending] = asyncio.Queue(max_pending)
+        self._writers = writers
+        self._tasks: list[asyncio.Task[None]] = []
+        self.batches = 0
+        self.rows = 0
+
+    def start(self) -> None:
+        """Start the writer tasks (inside the running event loop)."""
+        if not self._tasks:
+            loop = asyncio.get_running_loop()
+            self._tasks = [
+                loop.create_task(self._writer(), name=f"recorder-{i}") for i in range(self._writers)
+            ]
+
+    async def stop(self) -> None:
+        """Stop the writers; rows still queued fail with :class:`WarehouseUnavailable`."""
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        while not self._queue.empty():
+            p = self._queue.get_nowait()
+            if not p.future.done():
+                p.future.set_exception(WarehouseUnavailable("the service is stopping"))
+
+    async def record(self, row: DecisionRow, timeout_s: float = 2.0) -> StoredDecision | None:
+        """Insert ``row``; None when inserted, the stored decision when the event id was there."""
+        future: asyncio.Future[StoredDecision | None] = asyncio.get_running_loop().create_future()
+        try:
+            self._queue.put_nowait(_Pending(row, future))
+        except asyncio.QueueFull:
+            raise Overloaded(f"{self._queue.maxsize} decisions already wait to be recorded") from None
+        try:
+            async with asyncio.timeout(timeout_s):
+                return await asyncio.shield(future)
+        except TimeoutError:
+            raise WarehouseUnavailable(
+                f"recording the decision took over {timeout_s * 1000:.0f} ms (it may still be recorded; "
+                "the same event id answers the same decision)"
+            ) from None
+
+    async def _writer(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < self.max_batch and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            try:
+                await self._write(batch)
+            except asyncio.CancelledError:
+                for p in batch:
+                    if not p.future.done():
+                        p.future.set_exception(WarehouseUnavailable("the service is stopping"))
+                raise
+            except Exception as exc:  # noqa: BLE001 - every waiter must hear about it
+                err = (
+                    exc
+                    if isinstance(exc, ComponentError)
+                    else WarehouseUnavailable(f"recording failed: {exc}")
+                )
+                for p in batch:
+                    if not p.future.done():
+                        p.future.set_exception(err)
+
+    async def _write(self, batch: list[_Pending]) -> None:
+        first: dict[str, DecisionRow] = {}
+        for p in batch:
+            first.setdefault(p.row.event_id, p.row)
+        rows = list(first.values())
+        columns = (
+            [r.event_id for r in rows], [r.customer_id for r in rows], [r.ts for r in rows],
+            [r.event_type for r in rows], [r.campaign_id for r in rows], [r.offer for r in rows],
+            [r.channel for r in rows], [r.score for r in rows], [r.degraded for r in rows],
+            [r.latency_ms for r in rows], [r.reason_json() for r in rows],
+        )  # fmt: skip
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(INSERT_SQL, columns, prepare=True)
+            inserted = {r[0] for r in await cur.fetchall()}
+            missing = [e for e in first if e not in inserted]
+            stored: dict[str, StoredDecision] = {}
+            if missing:
+                cur = await conn.execute(STORED_SQL, (missing,))
+                stored = {r[0]: StoredDecision.from_row(r) for r in await cur.fetchall()}
+        self.batches += 1
+        self.rows += len(inserted)
+        claimed: set[str] = set()
+        for p in batch:
+            if p.future.done():
+                continue
+            eid = p.row.event_id
+            if eid in inserted and eid not in claimed and p.row is first[eid]:
+                claimed.add(eid)
+                p.future.set_result(None)
+            elif eid in stored:
+                p.future.set_result(stored[eid])
+            elif eid in inserted:
+                # a duplicate inside this batch: the first one's row is the stored decision
+                p.future.set_result(_as_stored(first[eid]))
+            else:
+                p.future.set_exception(WarehouseUnavailable(f"decision {eid} neither inserted nor found"))
+
+
+def _as_stored(row: DecisionRow) -> StoredDecision:
+    return StoredDecision(
+        event_id=row.event_id,
+        customer_id=row.customer_id,
+        ts=row.ts,
+        event_type=row.event_type,
+        campaign_id=row.campaign_id,
+        offer=row.offer,
+        channel=row.channel,
+        score=row.score,
+        degraded=row.degraded,
+        latency_ms=row.latency_ms,
+        strategy=row.strategy,
+        reasons=tuple(row.reasons),
+        pool=row.pool,
+    )
