@@ -623,6 +623,7 @@ def render(
         values = builder.build(component)
         all_values[component] = values
         result.problems.extend(validate_values(values, load_schema(Path(charts_dir), component)))
+    result.problems.sort(key=lambda p: (p.file, p.line, p.column))
     if not result.ok:
         return result
     result.problems.extend(_cross_checks(inv, all_values))

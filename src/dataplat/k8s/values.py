@@ -168,11 +168,13 @@ def load_schema(charts_dir: Path, component: str) -> dict[str, Any] | None:
 
 
 def _message(error: jsonschema.ValidationError) -> str:
+    if error.validator in ("anyOf", "oneOf") and error.context:
+        # the alternative that says something (not "is not of type 'null'")
+        candidates = [e for e in error.context if e.validator != "type"] or list(error.context)
+        return _message(candidates[0])
     if error.validator == "not":
         desc = error.schema.get("description") if isinstance(error.schema, Mapping) else None
         return f"{error.instance!r} is not allowed" + (f" ({desc})" if desc else "")
-    if error.validator == "pattern" and isinstance(error.parent, jsonschema.ValidationError):
-        return error.message
     return error.message
 
 
