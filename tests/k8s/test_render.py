@@ -188,6 +188,9 @@ def test_network_policies_monitors_secrets_images(example: RenderResult) -> None
     # decision pods carry the label the policy admits
     decision = example.get("Deployment", "decision")
     assert decision["spec"]["template"]["metadata"]["labels"]["dataplat.io/role"] == "decision"
+    args = pod_spec(decision)["containers"][0]["args"]
+    pools = {a.split("=", 1)[0] for a in args[1::2]}
+    assert pools == {"ascend-910b", "a800", "cpu"} and set(args[::2]) == {"--pool"}
     wh = policies["warehouse"]["spec"]
     roles = [
         e["values"]

@@ -476,18 +476,11 @@ def _derive(
         pools = all_values["serving"].get("pools") or []
         http = all_values["serving"].get("ports", "http")
         stream_ports = all_values["stream"].get("ports")
-        pools_json = json.dumps(
-            [
-                {
-                    "name": p["name"],
-                    "priority": p.get("priority", 100),
-                    "url": f"http://serving-{p['name']}.{ns}.svc:{http}",
-                }
-                for p in pools
-                if isinstance(p, Mapping)
-            ],
-            separators=(",", ":"),
-        )
+        pool_args: list[str] = []
+        for p in pools:
+            if isinstance(p, Mapping):
+                url = f"http://serving-{p['name']}.{ns}.svc:{http}"
+                pool_args += ["--pool", f"{p['name']}={url},{p.get('priority', 100)}"]
         return {
             "pdb_min_available": max(lo - 1, 0),
             "affinity": _pod_affinity(
@@ -496,7 +489,7 @@ def _derive(
                 "topology.kubernetes.io/zone",
                 "preferred",
             ),
-            "pools_json": pools_json,
+            "pool_args": pool_args,
             "nats_url": f"nats://stream.{ns}.svc:{stream_ports['client']}",
             "nats_monitoring": f"stream.{ns}.svc.cluster.local:{stream_ports['monitor']}",
         }
