@@ -1,0 +1,1 @@
+"""Elastic scaling: the Kubernetes HPA rule (:mod:`.hpa`) and a local pool supervisor (:mod:`.supervisor`)."""
