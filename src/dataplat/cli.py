@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "dataplat.data.cli",
     "dataplat.dr.cli",
     "dataplat.policy.cli",
+    "dataplat.k8s.cli",
 )
 
 
