@@ -105,7 +105,7 @@ class EventConsumer:
                     await sub.unsubscribe()
                 raise
             except Exception as exc:  # noqa: BLE001 - keep consuming after a broker hiccup
-                log.warning("consumer loop failed: %s; resubscribing", exc)
+                log.warning("consumer loop failed: %s: %s; resubscribing", type(exc).__name__, exc)
                 await asyncio.sleep(delay)
 
     async def _loop(self, sub: JetStreamContext.PullSubscription) -> None:

@@ -19,17 +19,25 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from dataplat.decision import rules
+from dataplat.decision.batching import Batcher, QueueFull
 from dataplat.decision.events import Event, EventError
 from dataplat.decision.metrics import DecisionMetrics
 from dataplat.decision.strategy import StrategySet
 from dataplat.decision.warehouse import (
     ConnectionPool,
+    CustomerKey,
+    CustomerView,
     DecisionRow,
+    Overloaded,
     Recorder,
     StoredDecision,
+    WarehouseUnavailable,
     read_catalog,
-    read_customer,
+    read_customers,
+    unavailable,
 )
 from dataplat.serving.client import PoolRouter, ServingError
 from dataplat.serving.model import CLASSES, PROBA_OUTPUT
@@ -43,6 +51,15 @@ DECISION_NAMESPACE = uuid.UUID("6f1d3c1e-5b7a-4a39-9d8e-2b1f0c4d7e10")
 def decision_id(event_id: str) -> str:
     """The decision id of an event id (deterministic)."""
     return str(uuid.uuid5(DECISION_NAMESPACE, event_id))
+
+
+@dataclass(frozen=True)
+class Scored:
+    """The model's answer for one row: probabilities by category (None: not scored), who, why not."""
+
+    scores: dict[str, float] | None
+    pool: str
+    reason: str
 
 
 @dataclass
@@ -95,6 +112,9 @@ class Engine:
         score_deadline_s: float = 0.03,
         features_timeout_s: float = 1.0,
         record_timeout_s: float = 2.0,
+        feature_readers: int = 2,
+        scorers: int = 2,
+        max_pending: int = 1024,
     ) -> None:
         self.strategies = strategies
         self.pool = pool
@@ -107,6 +127,28 @@ class Engine:
         self.catalog: rules.Catalog | None = None
         self._catalog_lock = asyncio.Lock()
         self._cap_hours = max(strategies.max_cap_hours, 0.0)
+        self.features: Batcher[CustomerKey, CustomerView | None] = Batcher(
+            lambda keys: read_customers(pool, keys, features_timeout_s),
+            name="features",
+            runners=feature_readers,
+            max_pending=max_pending,
+            wrap=unavailable,
+        )
+        self.scorer: Batcher[tuple[str, np.ndarray], Scored] = Batcher(
+            self._score_batch, name="scorer", runners=scorers, max_pending=max_pending
+        )
+
+    def start(self) -> None:
+        """Start the batchers and the recorder (inside the running event loop)."""
+        self.features.start()
+        self.scorer.start()
+        self.recorder.start()
+
+    async def stop(self) -> None:
+        """Stop the batchers and the recorder."""
+        await self.features.stop(WarehouseUnavailable("the service is stopping"))
+        await self.scorer.stop()
+        await self.recorder.stop()
 
     async def ensure_catalog(self) -> rules.Catalog:
         """The product catalogue (read once; :class:`WarehouseUnavailable` until it can be)."""
@@ -147,24 +189,45 @@ class Engine:
             pool=stored.pool,
         )
 
-    async def _scores(
-        self, model: str, features: Any, reasons: list[str]
-    ) -> tuple[dict[str, float] | None, str]:
+    async def _score_batch(self, items: list[tuple[str, np.ndarray]]) -> list[Scored]:
+        """Score every row of a batch with one inference request per model."""
+        out: list[Scored | None] = [None] * len(items)
+        by_model: dict[str, list[int]] = {}
+        for i, (model, _) in enumerate(items):
+            by_model.setdefault(model, []).append(i)
+        for model, idx in by_model.items():
+            X = np.vstack([items[i][1] for i in idx])
+            t0 = time.perf_counter()
+            try:
+                assert self.router is not None
+                res = await self.router.infer(
+                    model, X, outputs=[PROBA_OUTPUT], deadline_s=self.score_deadline_s
+                )
+            except ServingError as exc:
+                for i in idx:
+                    out[i] = Scored(None, "none", f"model: {exc} (rules only)")
+                continue
+            finally:
+                self.metrics.stage.labels("score").observe(time.perf_counter() - t0)
+            proba = res.outputs[PROBA_OUTPUT].reshape(len(idx), -1)
+            for row, i in enumerate(idx):
+                out[i] = Scored(
+                    {c: float(p) for c, p in zip(CLASSES, proba[row], strict=False)}, res.pool, ""
+                )
+        return [o if o is not None else Scored(None, "none", "model: not scored") for o in out]
+
+    async def _scores(self, model: str, features: np.ndarray) -> Scored:
         if self.router is None or not self.router.pools:
-            reasons.append("model: no serving pool configured (rules only)")
-            return None, "none"
-        t0 = time.perf_counter()
+            return Scored(None, "none", "model: no serving pool configured (rules only)")
         try:
-            res = await self.router.infer(
-                model, features, outputs=[PROBA_OUTPUT], deadline_s=self.score_deadline_s
+            # the router's deadline bounds the inference; waiting for a scorer is bounded too
+            return await self.scorer.submit((model, features), self.score_deadline_s * 2)
+        except TimeoutError:
+            return Scored(
+                None, "none", f"model: no score within {self.score_deadline_s * 2000:.0f} ms (rules only)"
             )
-        except ServingError as exc:
-            reasons.append(f"model: {exc} (rules only)")
-            return None, "none"
-        finally:
-            self.metrics.stage.labels("score").observe(time.perf_counter() - t0)
-        proba = res.outputs[PROBA_OUTPUT].reshape(-1)
-        return {c: float(p) for c, p in zip(CLASSES, proba, strict=False)}, res.pool
+        except QueueFull as exc:
+            return Scored(None, "none", f"model: {exc} (rules only)")
 
     async def decide(self, event: Event, started: float | None = None) -> tuple[Decision, bool]:
         """(the decision, whether this call recorded it). A replay returns the stored decision
@@ -174,9 +237,17 @@ class Engine:
         started = time.perf_counter() if started is None else started
         catalog = await self.ensure_catalog()
         t0 = time.perf_counter()
-        view = await read_customer(
-            self.pool, event.customer_id, event.ts, self._cap_hours, event.event_id, self.features_timeout_s
-        )
+        since = event.ts - dt.timedelta(hours=self._cap_hours)
+        try:
+            view = await self.features.submit(
+                CustomerKey(event.customer_id, event.ts, since, event.event_id), self.features_timeout_s
+            )
+        except QueueFull as exc:
+            raise Overloaded(str(exc)) from None
+        except TimeoutError:
+            raise WarehouseUnavailable(
+                f"no features within {self.features_timeout_s * 1000:.0f} ms"
+            ) from None
         self.metrics.stage.labels("features").observe(time.perf_counter() - t0)
         if view is not None and view.stored is not None:
             return self._from_stored(view.stored, catalog, started), False
@@ -189,7 +260,10 @@ class Engine:
             choice = rules.Choice(reasons=[f"no strategy handles {event.type}"])
             scores, pool_name, name = None, "none", "none"
         else:
-            scores, pool_name = await self._scores(strategy.model, view.features, reasons)
+            scored = await self._scores(strategy.model, view.features[0])
+            scores, pool_name = scored.scores, scored.pool
+            if scored.reason:
+                reasons.append(scored.reason)
             choice = rules.decide(strategy, event, view.customer, catalog, scores)
             name = strategy.name
         degraded = strategy is not None and scores is None

@@ -168,7 +168,7 @@ class DecisionApp:
         self.engine: Any = None
         self.link: Any = None
         self._tasks: list[asyncio.Task[Any]] = []
-        self._publishing: set[asyncio.Task[Any]] = set()
+        self._publishing = 0
         self._ready_cache: tuple[float, bool, dict[str, Any]] = (0.0, False, {})
 
     # --- lifecycle ----------------------------------------------------------------------
@@ -190,7 +190,6 @@ class DecisionApp:
             statement_timeout_ms=int(max(cfg.features_timeout_ms, cfg.record_timeout_ms)),
         )  # fmt: skip
         recorder = Recorder(pool, max_pending=max(cfg.max_inflight * 4, 256))
-        recorder.start()
         specs = pool_specs(cfg)
         router = PoolRouter(
             specs, timeout_s=cfg.score_timeout_ms / 1000, deadline_s=cfg.score_deadline_ms / 1000
@@ -199,11 +198,17 @@ class DecisionApp:
         if specs:
             router.start_health_checks(models[0] if len(models) == 1 else None)
         self.engine = Engine(
-            self.strategies, pool, recorder, router, self.metrics,
+            self.strategies,
+            pool,
+            recorder,
+            router,
+            self.metrics,
             score_deadline_s=cfg.score_deadline_ms / 1000,
             features_timeout_s=cfg.features_timeout_ms / 1000,
             record_timeout_s=cfg.record_timeout_ms / 1000,
-        )  # fmt: skip
+            max_pending=max(cfg.max_inflight * 4, 256),
+        )
+        self.engine.start()  # fmt: skip
         self.link = StreamLink(endpoints.nats_servers(platform), timeout_s=cfg.publish_timeout_ms / 1000)
         loop = asyncio.get_running_loop()
         if cfg.consumer:
@@ -224,10 +229,11 @@ class DecisionApp:
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._publishing:
-            await asyncio.wait(self._publishing, timeout=2.0)
+        deadline = time.monotonic() + 2.0
+        while self._publishing and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
         if self.engine is not None:
-            await self.engine.recorder.stop()
+            await self.engine.stop()
             if self.engine.router is not None:
                 await self.engine.router.aclose()
             await self.engine.pool.close()
@@ -319,7 +325,7 @@ class DecisionApp:
             outcome = "decided" if fresh else "replayed"
             await _respond(send, 200, _json(doc))
             if fresh:
-                self._publish_later(doc, decision.decided_at)
+                await self._publish(doc, decision.decided_at)
         except EventError as exc:
             outcome = "invalid"
             status = 413 if exc.field == "body" and exc.message.startswith("body over") else 422
@@ -341,27 +347,26 @@ class DecisionApp:
             metrics.requests.labels("http", outcome).inc()
             metrics.duration.labels("http").observe(time.perf_counter() - started)
 
-    def _publish_later(self, doc: dict[str, Any], decided_at: float) -> None:
-        """Publish an HTTP decision to the stream in the background (bounded)."""
-        if len(self._publishing) >= self.config.max_publish_pending:
+    async def _publish(self, doc: dict[str, Any], decided_at: float) -> None:
+        """Publish an HTTP decision to the stream without waiting for the acknowledgement
+        (bounded: at most ``max_publish_pending`` outstanding, each for ``publish_timeout_ms``)."""
+        if self._publishing >= self.config.max_publish_pending:
             self.metrics.published.labels("dropped").inc()
             return
         doc = {**doc, "event_published_at": None, "decided_at": decided_at}
+        try:
+            future = await self.link.publish_decision_nowait(doc, self.config.publish_timeout_ms / 1000)
+        except Exception as exc:  # noqa: BLE001 - recorded in the warehouse; the stream copy is lost
+            self.metrics.published.labels("failed").inc()
+            log.debug("decision %s not published: %s", doc["event_id"], exc)
+            return
+        self._publishing += 1
+        future.add_done_callback(self._published)
 
-        async def publish() -> None:
-            t0 = time.perf_counter()
-            try:
-                await self.link.publish_decision(doc, self.config.publish_timeout_ms / 1000)
-            except Exception as exc:  # noqa: BLE001 - recorded in the warehouse; the stream copy is lost
-                self.metrics.published.labels("failed").inc()
-                log.debug("decision %s not published: %s", doc["event_id"], exc)
-                return
-            self.metrics.published.labels("ok").inc()
-            self.metrics.stage.labels("publish").observe(time.perf_counter() - t0)
-
-        task = asyncio.get_running_loop().create_task(publish())
-        self._publishing.add(task)
-        task.add_done_callback(self._publishing.discard)
+    def _published(self, future: asyncio.Future[Any]) -> None:
+        self._publishing -= 1
+        ok = not future.cancelled() and future.exception() is None
+        self.metrics.published.labels("ok" if ok else "failed").inc()
 
 
 async def _read_body(receive: Receive, limit: int = MAX_BODY) -> bytes:
@@ -493,7 +498,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         file=sys.stderr,
         flush=True,
     )
-    serve(config, log_level=args.log_level)
+    try:
+        serve(config, log_level=args.log_level)
+    except DataplatError as exc:
+        print(f"decision service: {exc}", file=sys.stderr)
+        return exc.exit_code
     return 0
 
 

@@ -106,6 +106,25 @@ class StreamLink:
             headers={"Nats-Msg-Id": str(doc["event_id"])},
         )
 
+    async def publish_decision_nowait(
+        self, doc: dict[str, Any], timeout_s: float | None = None
+    ) -> asyncio.Future[Any]:
+        """Send one decision without waiting for JetStream's acknowledgement; the returned
+        future resolves with it, or is cancelled after ``timeout_s`` (raises when the link is
+        down or too many acknowledgements are outstanding)."""
+        if self.js is None or not self.connected:
+            raise ConnectionError(f"stream not connected ({self.last_error or 'connecting'})")
+        payload = json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
+        future = await self.js.publish_async(
+            decision_subject(doc.get("channel")),
+            payload,
+            wait_stall=0.001,
+            headers={"Nats-Msg-Id": str(doc["event_id"])},
+        )
+        handle = asyncio.get_running_loop().call_later(timeout_s or self.timeout_s, future.cancel)
+        future.add_done_callback(lambda _f: handle.cancel())
+        return future
+
     async def close(self) -> None:
         """Drain and close the connection (bounded)."""
         if self.nc is not None and not self.nc.is_closed:

@@ -25,12 +25,13 @@ import json
 import math
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import psycopg
 
+from dataplat.decision.batching import Batcher, QueueFull
 from dataplat.decision.rules import Catalog, Customer, Product
 from dataplat.errors import ComponentError
 from dataplat.serving.model import FEATURE_NAMES
@@ -134,9 +135,9 @@ class ConnectionPool:
 # --- features -------------------------------------------------------------------------
 
 CUSTOMER_SQL = """
-SELECT c.segment, c.risk_level, c.marketing_consent, c.status, c.gender,
-       (%(ref)s::timestamptz::date - c.birth_date) AS age_days,
-       greatest(%(ref)s::timestamptz::date - c.opened_at, 0) AS tenure_days,
+SELECT e.ord, c.segment, c.risk_level, c.marketing_consent, c.status, c.gender,
+       (e.ref::date - c.birth_date) AS age_days,
+       greatest(e.ref::date - c.opened_at, 0) AS tenure_days,
        a.n_accounts, a.bal_current, a.bal_savings, a.bal_time_deposit,
        t.payroll, t.large_inflow, t.n_large_inflow, t.out_other, t.n_out_other, t.card_spend,
        t.n_txn, t.credit, t.debit,
@@ -145,7 +146,10 @@ SELECT c.segment, c.risk_level, c.marketing_consent, c.status, c.gender,
        d.channels, d.tss,
        x.event_id, x.customer_id, x.ts, x.event_type, x.campaign_id, x.offer, x.channel, x.score,
        x.degraded, x.latency_ms, x.reason
-FROM bank.customers c
+FROM unnest(%(cids)s::int8[], %(refs)s::timestamptz[], %(sinces)s::timestamptz[], %(eids)s::text[])
+     WITH ORDINALITY AS e(cid, ref, since, eid, ord)
+CROSS JOIN LATERAL (
+    SELECT * FROM bank.customers WHERE customer_id = e.cid) c
 CROSS JOIN LATERAL (
     SELECT count(*) AS n_accounts,
            coalesce(sum(balance) FILTER (WHERE type = 'current'), 0)::float8 AS bal_current,
@@ -163,34 +167,29 @@ CROSS JOIN LATERAL (
            coalesce(sum(amount) FILTER (WHERE direction = 'credit'), 0)::float8 AS credit,
            coalesce(sum(amount) FILTER (WHERE direction <> 'credit'), 0)::float8 AS debit
     FROM bank.transactions
-    WHERE customer_id = c.customer_id AND ts > %(ref)s::timestamptz - interval '30 days' AND ts <= %(ref)s) t
+    WHERE customer_id = c.customer_id AND ts > e.ref - interval '30 days' AND ts <= e.ref) t
 CROSS JOIN LATERAL (
-    SELECT count(*) FILTER (WHERE h.start_date < %(ref)s::timestamptz::date) AS n_before,
-           coalesce(sum(h.amount) FILTER (WHERE h.start_date < %(ref)s::timestamptz::date), 0)::float8
-               AS amount_before,
-           array_agg(DISTINCT p.category) FILTER (WHERE h.start_date < %(ref)s::timestamptz::date)
-               AS categories_before,
-           max(h.start_date) FILTER (WHERE h.start_date < %(ref)s::timestamptz::date) AS last_start,
+    SELECT count(*) FILTER (WHERE h.start_date < e.ref::date) AS n_before,
+           coalesce(sum(h.amount) FILTER (WHERE h.start_date < e.ref::date), 0)::float8 AS amount_before,
+           array_agg(DISTINCT p.category) FILTER (WHERE h.start_date < e.ref::date) AS categories_before,
+           max(h.start_date) FILTER (WHERE h.start_date < e.ref::date) AS last_start,
            array_agg(h.product_id) FILTER (WHERE h.status = 'active') AS held,
-           min(h.maturity_date) FILTER (WHERE h.status = 'active'
-                                        AND h.maturity_date >= %(ref)s::timestamptz::date) AS next_maturity
+           min(h.maturity_date) FILTER (WHERE h.status = 'active' AND h.maturity_date >= e.ref::date)
+               AS next_maturity
     FROM bank.holdings h JOIN bank.products p ON p.product_id = h.product_id
     WHERE h.customer_id = c.customer_id) h
 CROSS JOIN LATERAL (
-    SELECT count(*) FILTER (WHERE ts > %(ref)s::timestamptz - interval '30 days') AS n30,
-           count(*) FILTER (WHERE ts > %(ref)s::timestamptz - interval '30 days' AND outcome = 'converted')
-               AS converted30,
-           array_agg(channel) FILTER (WHERE ts > %(since)s) AS channels,
-           array_agg(ts) FILTER (WHERE ts > %(since)s) AS tss
+    SELECT count(*) FILTER (WHERE ts > e.ref - interval '30 days') AS n30,
+           count(*) FILTER (WHERE ts > e.ref - interval '30 days' AND outcome = 'converted') AS converted30,
+           array_agg(channel) FILTER (WHERE ts > e.since) AS channels,
+           array_agg(ts) FILTER (WHERE ts > e.since) AS tss
     FROM bank.contact_history
-    WHERE customer_id = c.customer_id AND ts <= %(ref)s
-      AND ts > least(%(since)s, %(ref)s::timestamptz - interval '30 days')) ch
+    WHERE customer_id = c.customer_id AND ts <= e.ref AND ts > least(e.since, e.ref - interval '30 days')) ch
 CROSS JOIN LATERAL (
     SELECT array_agg(channel) AS channels, array_agg(ts) AS tss
     FROM bank.decisions
-    WHERE customer_id = c.customer_id AND ts > %(since)s AND channel IS NOT NULL AND event_id <> %(eid)s) d
-LEFT JOIN bank.decisions x ON x.event_id = %(eid)s
-WHERE c.customer_id = %(cid)s
+    WHERE customer_id = c.customer_id AND ts > e.since AND channel IS NOT NULL AND event_id <> e.eid) d
+LEFT JOIN bank.decisions x ON x.event_id = e.eid
 """
 
 STORED_SQL = """
@@ -326,25 +325,50 @@ def build_view(customer_id: int, ref: dt.datetime, row: Sequence[Any]) -> Custom
     return CustomerView(customer, x, stored)
 
 
+@dataclass(frozen=True)
+class CustomerKey:
+    """What a features read needs: the customer, as of when, the cap window, the event id."""
+
+    customer_id: int
+    ref: dt.datetime
+    since: dt.datetime
+    event_id: str
+
+
+async def read_customers(
+    pool: ConnectionPool, keys: Sequence[CustomerKey], timeout_s: float = 1.0
+) -> list[CustomerView | None]:
+    """The customers of ``keys`` in one round trip (None for a customer that does not exist)."""
+    params = {
+        "cids": [k.customer_id for k in keys],
+        "refs": [k.ref for k in keys],
+        "sinces": [k.since for k in keys],
+        "eids": [k.event_id for k in keys],
+    }
+    try:
+        async with asyncio.timeout(timeout_s), pool.connection() as conn:
+            cur = await conn.execute(CUSTOMER_SQL, params, prepare=True)
+            rows = await cur.fetchall()
+    except TimeoutError:
+        raise WarehouseUnavailable(
+            f"reading {len(keys)} customer(s) took over {timeout_s * 1000:.0f} ms"
+        ) from None
+    except psycopg.Error as exc:
+        raise WarehouseUnavailable(f"reading customers failed: {exc}".strip()) from None
+    out: list[CustomerView | None] = [None] * len(keys)
+    for row in rows:
+        i = int(row[0]) - 1
+        out[i] = build_view(keys[i].customer_id, keys[i].ref, row[1:])
+    return out
+
+
 async def read_customer(
     pool: ConnectionPool, customer_id: int, ref: dt.datetime, cap_hours: float, event_id: str,
     timeout_s: float = 1.0,
 ) -> CustomerView | None:  # fmt: skip
-    """The customer as of ``ref`` (None when there is no such customer); one round trip."""
+    """One customer as of ``ref`` (None when there is no such customer)."""
     since = ref - dt.timedelta(hours=max(cap_hours, 0.0))
-    try:
-        async with asyncio.timeout(timeout_s), pool.connection() as conn:
-            cur = await conn.execute(
-                CUSTOMER_SQL, {"cid": customer_id, "ref": ref, "since": since, "eid": event_id}, prepare=True
-            )
-            row = await cur.fetchone()
-    except TimeoutError:
-        raise WarehouseUnavailable(
-            f"reading customer {customer_id} took over {timeout_s * 1000:.0f} ms"
-        ) from None
-    except psycopg.Error as exc:
-        raise WarehouseUnavailable(f"reading customer {customer_id} failed: {exc}".strip()) from None
-    return None if row is None else build_view(customer_id, ref, row)
+    return (await read_customers(pool, [CustomerKey(customer_id, ref, since, event_id)], timeout_s))[0]
 
 
 async def read_catalog(pool: ConnectionPool, timeout_s: float = 3.0) -> Catalog:
@@ -400,101 +424,21 @@ class DecisionRow:
         return json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
 
 
-@dataclass
-class _Pending:
-    row: DecisionRow
-    future: asyncio.Future[StoredDecision | None] = field(repr=False)
-
-
-class Recorder:
-    """Group commit of decisions (module docstring).
-
-    :meth:`record` resolves to None when the row was inserted, or to the
-    :class:`StoredDecision` already stored under its event id. At most ``max_pending``
-    rows wait at once (:class:`Overloaded` past that); ``writers`` statements run at once,
-    each with up to ``max_batch`` rows.
-    """
-
-    def __init__(
-        self, pool: ConnectionPool, *, max_batch: int = 64, max_pending: int = 1024, writers: int = 2
-    ) -> None:
-        self.pool = pool
-        self.max_batch = max_batch
-        self._queue: asyncio.Queue[_Pending] = asyncio.Queue(max_pending)
-        self._writers = writers
-        self._tasks: list[asyncio.Task[None]] = []
-        self.batches = 0
-        self.rows = 0
-
-    def start(self) -> None:
-        """Start the writer tasks (inside the running event loop)."""
-        if not self._tasks:
-            loop = asyncio.get_running_loop()
-            self._tasks = [
-                loop.create_task(self._writer(), name=f"recorder-{i}") for i in range(self._writers)
-            ]
-
-    async def stop(self) -> None:
-        """Stop the writers; rows still queued fail with :class:`WarehouseUnavailable`."""
-        for t in self._tasks:
-            t.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks = []
-        while not self._queue.empty():
-            p = self._queue.get_nowait()
-            if not p.future.done():
-                p.future.set_exception(WarehouseUnavailable("the service is stopping"))
-
-    async def record(self, row: DecisionRow, timeout_s: float = 2.0) -> StoredDecision | None:
-        """Insert ``row``; None when inserted, the stored decision when the event id was there."""
-        future: asyncio.Future[StoredDecision | None] = asyncio.get_running_loop().create_future()
-        try:
-            self._queue.put_nowait(_Pending(row, future))
-        except asyncio.QueueFull:
-            raise Overloaded(f"{self._queue.maxsize} decisions already wait to be recorded") from None
-        try:
-            async with asyncio.timeout(timeout_s):
-                return await asyncio.shield(future)
-        except TimeoutError:
-            raise WarehouseUnavailable(
-                f"recording the decision took over {timeout_s * 1000:.0f} ms (it may still be recorded; "
-                "the same event id answers the same decision)"
-            ) from None
-
-    async def _writer(self) -> None:
-        while True:
-            batch = [await self._queue.get()]
-            while len(batch) < self.max_batch and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
-            try:
-                await self._write(batch)
-            except asyncio.CancelledError:
-                for p in batch:
-                    if not p.future.done():
-                        p.future.set_exception(WarehouseUnavailable("the service is stopping"))
-                raise
-            except Exception as exc:  # noqa: BLE001 - every waiter must hear about it
-                err = (
-                    exc
-                    if isinstance(exc, ComponentError)
-                    else WarehouseUnavailable(f"recording failed: {exc}")
-                )
-                for p in batch:
-                    if not p.future.done():
-                        p.future.set_exception(err)
-
-    async def _write(self, batch: list[_Pending]) -> None:
-        first: dict[str, DecisionRow] = {}
-        for p in batch:
-            first.setdefault(p.row.event_id, p.row)
-        rows = list(first.values())
-        columns = (
-            [r.event_id for r in rows], [r.customer_id for r in rows], [r.ts for r in rows],
-            [r.event_type for r in rows], [r.campaign_id for r in rows], [r.offer for r in rows],
-            [r.channel for r in rows], [r.score for r in rows], [r.degraded for r in rows],
-            [r.latency_ms for r in rows], [r.reason_json() for r in rows],
-        )  # fmt: skip
-        async with self.pool.connection() as conn:
+async def write_decisions(pool: ConnectionPool, rows: Sequence[DecisionRow]) -> list[StoredDecision | None]:
+    """Insert ``rows`` in one statement and one commit; per row None when inserted, or the
+    decision already stored under its event id (a duplicate inside ``rows`` gets the first's)."""
+    first: dict[str, DecisionRow] = {}
+    for r in rows:
+        first.setdefault(r.event_id, r)
+    unique = list(first.values())
+    columns = (
+        [r.event_id for r in unique], [r.customer_id for r in unique], [r.ts for r in unique],
+        [r.event_type for r in unique], [r.campaign_id for r in unique], [r.offer for r in unique],
+        [r.channel for r in unique], [r.score for r in unique], [r.degraded for r in unique],
+        [r.latency_ms for r in unique], [r.reason_json() for r in unique],
+    )  # fmt: skip
+    try:
+        async with pool.connection() as conn:
             cur = await conn.execute(INSERT_SQL, columns, prepare=True)
             inserted = {r[0] for r in await cur.fetchall()}
             missing = [e for e in first if e not in inserted]
@@ -502,23 +446,64 @@ class Recorder:
             if missing:
                 cur = await conn.execute(STORED_SQL, (missing,))
                 stored = {r[0]: StoredDecision.from_row(r) for r in await cur.fetchall()}
-        self.batches += 1
-        self.rows += len(inserted)
-        claimed: set[str] = set()
-        for p in batch:
-            if p.future.done():
-                continue
-            eid = p.row.event_id
-            if eid in inserted and eid not in claimed and p.row is first[eid]:
-                claimed.add(eid)
-                p.future.set_result(None)
-            elif eid in stored:
-                p.future.set_result(stored[eid])
-            elif eid in inserted:
-                # a duplicate inside this batch: the first one's row is the stored decision
-                p.future.set_result(_as_stored(first[eid]))
-            else:
-                p.future.set_exception(WarehouseUnavailable(f"decision {eid} neither inserted nor found"))
+    except psycopg.Error as exc:
+        raise WarehouseUnavailable(f"recording decisions failed: {exc}".strip()) from None
+    out: list[StoredDecision | None] = []
+    claimed: set[str] = set()
+    for r in rows:
+        if r.event_id in inserted and r.event_id not in claimed and r is first[r.event_id]:
+            claimed.add(r.event_id)
+            out.append(None)
+        elif r.event_id in stored:
+            out.append(stored[r.event_id])
+        elif r.event_id in inserted:
+            out.append(_as_stored(first[r.event_id]))
+        else:
+            raise WarehouseUnavailable(f"decision {r.event_id} neither inserted nor found")
+    return out
+
+
+class Recorder:
+    """Group commit of decisions: concurrent :meth:`record` calls share one statement and one
+    commit (:class:`~dataplat.decision.batching.Batcher` over :func:`write_decisions`)."""
+
+    def __init__(
+        self, pool: ConnectionPool, *, max_batch: int = 64, max_pending: int = 1024, writers: int = 2
+    ) -> None:
+        self.pool = pool
+        self.batcher: Batcher[DecisionRow, StoredDecision | None] = Batcher(
+            lambda rows: write_decisions(pool, rows),
+            name="recorder",
+            max_batch=max_batch,
+            runners=writers,
+            max_pending=max_pending,
+            wrap=unavailable,
+        )
+
+    def start(self) -> None:
+        """Start the writers (inside the running event loop)."""
+        self.batcher.start()
+
+    async def stop(self) -> None:
+        """Stop the writers; rows still queued fail with :class:`WarehouseUnavailable`."""
+        await self.batcher.stop(WarehouseUnavailable("the service is stopping"))
+
+    async def record(self, row: DecisionRow, timeout_s: float = 2.0) -> StoredDecision | None:
+        """Insert ``row``; None when inserted, the stored decision when the event id was there."""
+        try:
+            return await self.batcher.submit(row, timeout_s)
+        except QueueFull as exc:
+            raise Overloaded(str(exc)) from None
+        except TimeoutError:
+            raise WarehouseUnavailable(
+                f"recording the decision took over {timeout_s * 1000:.0f} ms (it may still be recorded; "
+                "the same event id answers the same decision)"
+            ) from None
+
+
+def unavailable(exc: Exception) -> Exception:
+    """A batch's unexpected error as :class:`WarehouseUnavailable` (component errors pass through)."""
+    return exc if isinstance(exc, ComponentError) else WarehouseUnavailable(f"{type(exc).__name__}: {exc}")
 
 
 def _as_stored(row: DecisionRow) -> StoredDecision:
