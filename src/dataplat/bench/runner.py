@@ -97,12 +97,12 @@ def suite_names(suite: str) -> list[str]:
 
 
 def new_run_dir(home: Path, suite: str) -> tuple[str, Path]:
-    """A fresh ``<home>/bench/<timestamp>-<suite>/`` (a suffix when the second is taken)."""
+    """A fresh ``<home>/bench/<timestamp>-<suite>/`` (``<timestamp>.N-<suite>`` when the second is taken)."""
     stamp = time.strftime("%Y%m%dT%H%M%S")
     base = runs_dir(home)
     base.mkdir(parents=True, exist_ok=True)
     for i in range(100):
-        ident = f"{stamp}-{suite}" + (f"-{i}" if i else "")
+        ident = f"{stamp}{f'.{i}' if i else ''}-{suite}"
         try:
             (base / ident).mkdir()
             return ident, base / ident

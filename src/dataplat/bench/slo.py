@@ -217,30 +217,27 @@ def load_slo(path: str | Path, workload_dir: Path = BENCH_DIR) -> Slo:
 
 def judge(target: Target, measured: list[tuple[str, float | None]]) -> list[Verdict]:
     """One verdict per measured scope; a scope without a value (or no scope at all) is missed."""
-    base = {
-        "target": target.text,
-        "suite": target.suite,
-        "metric": target.metric,
-        "op": target.op,
-        "bound": target.bound,
-    }
+
+    def verdict(scope: str, value: float | None, met: bool, detail: str) -> Verdict:
+        return Verdict(
+            target.text, target.suite, target.metric, scope, target.op, target.bound, value, met, detail
+        )
+
     if not measured:
-        return [Verdict(**base, scope="(none)", value=None, met=False, detail="not measured in this run")]
+        return [verdict("(none)", None, False, "not measured in this run")]
     out = []
     for scope, value in measured:
         if value is None:
-            out.append(Verdict(**base, scope=scope, value=None, met=False, detail="not measured"))
-        else:
-            met = target.holds(value)
-            out.append(
-                Verdict(
-                    **base,
-                    scope=scope,
-                    value=value,
-                    met=met,
-                    detail=f"{value:.4g} {target.op} {target.bound:g}"
-                    if met
-                    else f"{value:.4g} does not satisfy {target.op} {target.bound:g}",
-                )
+            out.append(verdict(scope, None, False, "not measured"))
+            continue
+        met = target.holds(value)
+        detail = f"{value:.4g} {target.op} {target.bound:g}"
+        out.append(
+            verdict(
+                scope,
+                value,
+                met,
+                detail if met else f"{value:.4g} does not satisfy {target.op} {target.bound:g}",
             )
+        )
     return out
