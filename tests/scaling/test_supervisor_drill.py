@@ -1,9 +1,9 @@
 """A real short drill of the pool supervisor: real server processes, a real closed-loop load.
 
-Supervisor with minReplicas 1 / maxReplicas 3, a target of 2 requests in flight per replica,
+Supervisor with minReplicas 1 / maxReplicas 3, a target of 1 request in flight per replica,
 a 1 s sync period and a 3 s scale-down window. Eight clients raise the pool's in-flight
 count: the pool grows to 3 with no failed request; one replica is killed with SIGKILL under
-load: it is replaced, no request fails; the load drops to two clients: the pool shrinks to
+load: it is replaced, no request fails; the load drops to one client: the pool shrinks to
 1, draining the replicas it removes, no request fails.
 """
 
@@ -25,7 +25,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from dataplat.scaling.supervisor import read_state
+from dataplat.scaling.supervisor import format_state, read_state
 
 POOL = "drill"
 BEHAVIOR = """\
@@ -89,7 +89,7 @@ def pool(model_repo: Path, scaling_work: Path) -> Iterator[Pool]:
     argv = [sys.executable, "-m", "dataplat.scaling.supervisor", "--pool", POOL]
     argv += ["--listen", f"127.0.0.1:{port}", "--repo", str(model_repo)]
     argv += ["--replica-ports", str(replica_ports), "--state-dir", str(state_dir)]
-    argv += ["--min", "1", "--max", "3", "--target-inflight", "2", "--sync-period", "1"]
+    argv += ["--min", "1", "--max", "3", "--target-inflight", "1", "--sync-period", "1"]
     argv += ["--behavior", str(behavior), "--drain-timeout", "10"]
     log = scaling_work / "supervisor.log"
     with open(log, "wb") as out:
@@ -219,8 +219,9 @@ async def _drill(pool: Pool) -> None:
             report["latency_kill_ms"] = load.latency_ms(t_kill, t_down)
             assert load.failures() == [], load.failures()[:10]
 
-            # 3. step down to two clients: the pool shrinks to 1, draining, no request fails
-            load.concurrency = 2
+            # 3. step down to one client (at most 1 in flight in all: ceil(n x avg / 1) = 1): the pool
+            # shrinks to 1 after the 3 s window, draining, no request fails
+            load.concurrency = 1
 
             def shrunk() -> bool:
                 s = pool.state()
@@ -233,12 +234,15 @@ async def _drill(pool: Pool) -> None:
             load.stop = True
             await asyncio.gather(*clients, return_exceptions=True)
     state = pool.state()
+    report["victim"] = victim["name"]
     report["requests"] = len(load.results)
     report["failed"] = len(load.failures())
     report["events"] = [f"{e['type']}: {e['message']}" for e in state["events"]]
     print(json.dumps(report, indent=1))
     assert load.failures() == [], load.failures()[:10]
     kinds = [e["type"] for e in state["events"]]
+    failed = [e["message"] for e in state["events"] if e["type"] == "ReplicaFailed"]
+    assert failed == [f"{victim['name']} (pid {victim['pid']}) exited with -9; replacing it"]
     assert "ScaleUp" in kinds and "ScaleDown" in kinds and "ReplicaFailed" in kinds
     up = next(e for e in state["events"] if e["type"] == "ScaleUp")
     assert up["reason"] == "pods metric dataplat_serving_inflight_requests above target"
@@ -247,3 +251,4 @@ async def _drill(pool: Pool) -> None:
     stopped = [e for e in state["events"] if e["type"] == "ReplicaStopped"]
     assert len(stopped) >= 2 and all("scale-down" in e["message"] for e in stopped)
     assert (state["minReplicas"], state["maxReplicas"], state["current"]) == (1, 3, 1)
+    assert format_state(state)[0].startswith("drill: current 1, desired 1 (min 1, max 3), ready 1;")

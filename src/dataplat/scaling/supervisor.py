@@ -78,7 +78,16 @@ from dataplat.scaling.hpa import (
     latency_metric,
 )
 
-__all__ = ["Replica", "Supervisor", "SupervisorConfig", "main", "read_state", "state_path"]
+__all__ = [
+    "Replica",
+    "Supervisor",
+    "SupervisorConfig",
+    "format_state",
+    "main",
+    "pool_states",
+    "read_state",
+    "state_path",
+]
 
 INFLIGHT_METRIC = "dataplat_serving_inflight_requests"
 LATENCY_METRIC = "dataplat_pool_p95_latency_seconds"
@@ -94,11 +103,58 @@ def state_path(state_dir: Path, pool: str) -> Path:
 
 
 def read_state(state_dir: Path, pool: str) -> dict[str, Any] | None:
-    """The last state written by the supervisor of ``pool`` (None when there is none)."""
+    """The last state written by the supervisor of ``pool`` (None when there is none).
+
+    ``running`` is False when the supervisor that wrote it is no longer alive (killed
+    before it could say so), whatever the file says.
+    """
     try:
-        return json.loads(state_path(state_dir, pool).read_text())
+        doc: dict[str, Any] = json.loads(state_path(state_dir, pool).read_text())
     except (OSError, ValueError):
         return None
+    if doc.get("running") and not _pid_alive(int(doc.get("pid") or 0)):
+        doc["running"] = False
+        doc["stale"] = True
+    return doc
+
+
+def pool_states(state_dir: Path) -> list[dict[str, Any]]:
+    """Every pool supervisor's state under ``state_dir``, by pool name (for ``dataplat status``)."""
+    out = []
+    for path in sorted(Path(state_dir).glob("*.scaling.json")):
+        doc = read_state(state_dir, path.name[: -len(".scaling.json")])
+        if doc is not None:
+            out.append(doc)
+    return out
+
+
+def format_state(doc: dict[str, Any], events: int = 5) -> list[str]:
+    """Lines for a human: ``pool: current 2, desired 3 (min 1, max 3), ready 2; metric ...``, then events."""
+    metrics = ", ".join(
+        f"{m['name']} {'-' if m.get('current') is None else round(m['current'], 3)}/{m['target']:g}"
+        for m in doc.get("metrics", [])
+    )
+    lines = [
+        f"{doc['pool']}: current {doc['current']}, desired {doc['desired']} "
+        f"(min {doc['minReplicas']}, max {doc['maxReplicas']}), ready {doc['ready']}"
+        f"{'' if doc.get('running') else ' [supervisor not running]'}; {metrics}"
+    ]
+    scaling = [e for e in doc.get("events", []) if e["type"] in ("ScaleUp", "ScaleDown", "ReplicaFailed")]
+    for e in scaling[-events:]:
+        lines.append(f"  {e['at']} {e['type']}: {e['message']}")
+    return lines
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 @dataclass(frozen=True)
@@ -334,6 +390,8 @@ class Supervisor:
         self.last_decision: Decision | None = None
         self.metrics = _Metrics(config.pool)
         self._seq = 0
+        self._reserved_ports: set[int] = set()
+        self._crash_backoff_s = 0.0
         self._ready_changed = asyncio.Event()
         self._reconcile_now = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -419,16 +477,21 @@ class Supervisor:
         return [r for r in self.replicas if r.state in ("starting", "ready")]
 
     def _free_port(self) -> int:
-        used = {r.port for r in self.replicas}
+        used = {r.port for r in self.replicas} | self._reserved_ports
         from dataplat.deploy.daemon import port_in_use
 
         c = self.config
         for port in range(c.replica_port_start, c.replica_port_start + max(4 * c.spec.maxReplicas, 32)):
             if port not in used and not port_in_use(c.replica_host, port):
+                self._reserved_ports.add(port)  # until the replica is in self.replicas
                 return port
         raise PortInUseError(
             f"no free port for a replica of pool {c.pool} from {c.replica_port_start}; change --replica-ports"
         )
+
+    def _log_file(self) -> Path:
+        """The replicas' log file (their stdout and stderr)."""
+        return (self.config.log_dir or self.config.state_dir) / f"{self.config.pool}.replicas.log"
 
     async def _start_replica(self) -> Replica:
         c = self.config
@@ -438,9 +501,9 @@ class Supervisor:
         argv = [c.python, "-m", "dataplat.serving.server", "--repo", str(c.repo)]
         argv += ["--listen", f"{c.replica_host}:{port}", "--workers", str(c.workers_per_replica)]
         argv += ["--max-inflight", str(c.max_inflight_per_worker), "--pool", c.pool, "--log-level", "warning"]
-        log_dir = c.log_dir or c.state_dir
-        log_dir.mkdir(parents=True, exist_ok=True)
-        with open(log_dir / f"{c.pool}.replicas.log", "ab") as log:
+        self._log_file().parent.mkdir(parents=True, exist_ok=True)
+        log = open(self._log_file(), "ab")
+        try:
             proc = await asyncio.create_subprocess_exec(
                 *argv,
                 stdin=asyncio.subprocess.DEVNULL,
@@ -450,9 +513,15 @@ class Supervisor:
                 preexec_fn=_die_with_parent,
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
             )
+        except BaseException:
+            self._reserved_ports.discard(port)
+            raise
+        finally:
+            log.close()
         replica = Replica(name, port, proc, time.monotonic())
         replica.idle.set()
         self.replicas.append(replica)
+        self._reserved_ports.discard(port)
         self._spawn(self._watch(replica))
         self._spawn(self._wait_ready(replica))
         return replica
@@ -468,6 +537,7 @@ class Supervisor:
                 async with self._session.get(url, timeout=aiohttp.ClientTimeout(total=1.0)) as resp:
                     if resp.status == 200:
                         replica.state, replica.ready_at = "ready", time.monotonic()
+                        self._crash_backoff_s = 0.0
                         replica._area_since = replica._last_change = replica.ready_at
                         self._event(
                             "ReplicaReady",
@@ -494,12 +564,23 @@ class Supervisor:
         if replica.state in ("starting", "ready"):
             replica.state = "failed"
             self._kill_group(replica, signal.SIGKILL)  # its worker may outlive it
-            self._event(
-                "ReplicaFailed", f"{replica.name} (pid {replica.pid}) exited with {code}; replacing it"
-            )
             self.replicas.remove(replica)
+            if replica.ready_at is None:
+                # it never became ready: back off before the next start (CrashLoopBackOff)
+                self._crash_backoff_s = min(max(1.0, 2 * self._crash_backoff_s), 60.0)
+                self._event(
+                    "ReplicaFailed",
+                    f"{replica.name} (pid {replica.pid}) exited with {code} while starting; "
+                    f"replacing it in {self._crash_backoff_s:.0f} s (log: {self._log_file()})",
+                )
+                self.write_state()
+                await asyncio.sleep(self._crash_backoff_s)
+            else:
+                self._event(
+                    "ReplicaFailed", f"{replica.name} (pid {replica.pid}) exited with {code}; replacing it"
+                )
+                self.write_state()
             self._reconcile_now.set()
-            self.write_state()
 
     def _kill_group(self, replica: Replica, sig: int) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -822,11 +903,14 @@ def build_spec(args: argparse.Namespace) -> HPASpec:
             doc = yaml.safe_load(Path(args.behavior).read_text()) or {}
         except (OSError, yaml.YAMLError) as exc:
             raise ConfigError(f"--behavior {args.behavior}: {exc}") from None
-        if isinstance(doc, dict) and ("spec" in doc or "metrics" in doc or "maxReplicas" in doc):
-            base = HPASpec.from_dict(doc, name=args.pool)
-            behavior = base.behavior
-        else:
-            behavior = HPABehavior.from_dict(doc.get("behavior", doc) if isinstance(doc, dict) else doc)
+        try:
+            if isinstance(doc, dict) and ("spec" in doc or "metrics" in doc or "maxReplicas" in doc):
+                base = HPASpec.from_dict(doc, name=args.pool)
+                behavior = base.behavior
+            else:
+                behavior = HPABehavior.from_dict(doc.get("behavior", doc) if isinstance(doc, dict) else doc)
+        except ConfigError as exc:
+            raise ConfigError(f"--behavior {args.behavior}: {exc}") from None
     metrics: list[MetricSpec] = []
     if args.target_inflight is not None:
         metrics.append(inflight_metric(args.target_inflight, INFLIGHT_METRIC))

@@ -1,0 +1,99 @@
+"""The supervisor's settings, HPA emission, metric windows and state file (no processes started)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from dataplat.scaling.hpa import HPASpec, inflight_metric
+from dataplat.scaling.supervisor import Supervisor, SupervisorConfig, format_state, main, pool_states
+
+
+def test_print_hpa_emits_the_autoscaling_v2_object(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    behavior = tmp_path / "behavior.yml"
+    behavior.write_text("scaleDown:\n  stabilizationWindowSeconds: 30\n")
+    argv = [
+        "--pool",
+        "cpu",
+        "--repo",
+        str(tmp_path),
+        "--state-dir",
+        str(tmp_path),
+        "--min",
+        "2",
+        "--max",
+        "6",
+    ]
+    assert main([*argv, "--target-inflight", "4", "--behavior", str(behavior), "--print-hpa"]) == 0
+    doc = yaml.safe_load(capsys.readouterr().out)
+    assert (doc["apiVersion"], doc["kind"], doc["metadata"]["name"]) == (
+        "autoscaling/v2",
+        "HorizontalPodAutoscaler",
+        "cpu",
+    )
+    assert doc["spec"]["metrics"] == [
+        {
+            "type": "Pods",
+            "pods": {
+                "metric": {"name": "dataplat_serving_inflight_requests"},
+                "target": {"type": "AverageValue", "averageValue": "4"},
+            },
+        }
+    ]
+    assert doc["spec"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"] == 30
+    assert doc["spec"]["behavior"]["scaleUp"]["policies"][0] == {
+        "type": "Pods",
+        "value": 4,
+        "periodSeconds": 15,
+    }
+    # what was emitted reads back as the same HPA, and a whole HPA is a valid --behavior file
+    hpa_file = tmp_path / "hpa.yml"
+    hpa_file.write_text(yaml.safe_dump(doc))
+    assert main(["--pool", "cpu", "--repo", str(tmp_path), "--state-dir", str(tmp_path), "--behavior",
+                 str(hpa_file), "--print-hpa"]) == 0  # fmt: skip
+    assert HPASpec.from_dict(yaml.safe_load(capsys.readouterr().out)) == HPASpec.from_dict(doc)
+
+
+def test_bad_settings_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["--pool", "cpu", "--repo", str(tmp_path), "--state-dir", str(tmp_path), "--max", "3"]
+    assert main(argv) == 2
+    assert "--target-inflight" in capsys.readouterr().err
+    bad = tmp_path / "b.yml"
+    bad.write_text("scaleUp: {selectPolicy: Fastest}\n")
+    assert main([*argv, "--target-inflight", "2", "--behavior", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert f"--behavior {bad}" in err and "behavior.scaleUp.selectPolicy: 'Fastest'" in err
+
+
+def test_p95_window(tmp_path: Path) -> None:
+    spec = HPASpec("p", 1, 3, (inflight_metric(2),))
+    sup = Supervisor(
+        SupervisorConfig(pool="p", repo=tmp_path, state_dir=tmp_path, spec=spec, sync_period_s=1)
+    )
+    now = time.monotonic()
+    sup._latencies.extend([(now - 5, 9.0)] + [(now - 0.5, i / 1000) for i in range(1, 101)])
+    assert sup._p95(now) == pytest.approx(0.095)  # the old 9 s sample is outside the window
+
+
+def test_state_of_a_dead_supervisor_is_not_running(tmp_path: Path) -> None:
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    doc = {
+        "pool": "gpu", "pid": dead.pid, "running": True, "current": 2, "desired": 3, "ready": 2,
+        "minReplicas": 1, "maxReplicas": 4,
+        "metrics": [{"name": "dataplat_serving_inflight_requests", "current": 5.2, "target": 4.0}],
+        "events": [{"at": "2026-11-21T10:00:00+00:00", "type": "ScaleUp", "message": "New size: 2"}],
+    }  # fmt: skip
+    (tmp_path / "gpu.scaling.json").write_text(json.dumps(doc))
+    [state] = pool_states(tmp_path)
+    assert state["running"] is False and state["stale"] is True
+    lines = format_state(state)
+    assert lines[0].startswith("gpu: current 2, desired 3 (min 1, max 4), ready 2 [supervisor not running]")
+    assert "ScaleUp: New size: 2" in lines[1]
