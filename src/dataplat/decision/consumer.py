@@ -1,7 +1,7 @@
 """The JetStream consumer: events from ``bank.events.>`` (stream EVENTS) become decisions
 published on ``bank.decisions.<channel>`` (stream DECISIONS).
 
-One durable pull consumer (``decision-service``, explicit acknowledgement, at most
+One durable pull consumer (``decision``, explicit acknowledgement, at most
 ``max_ack_pending`` unacknowledged messages) shared by every worker: each worker fetches
 batches of at most ``batch`` messages and decides them concurrently. A message is
 acknowledged only after its decision is recorded and published, so nothing is lost when a
@@ -39,7 +39,8 @@ from dataplat.errors import ComponentError
 
 log = logging.getLogger("dataplat.decision")
 
-DURABLE = "decision-service"
+DURABLE = "decision"
+"""The durable consumer's name (KEDA scales on its lag: charts/decision, keda.consumer)."""
 
 
 class EventConsumer:

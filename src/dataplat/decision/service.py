@@ -97,6 +97,7 @@ class ServiceConfig:
     strategies: str = str(DEFAULT_STRATEGIES_DIR)
     pools: tuple[PoolArg, ...] = ()
     consumer: bool = True
+    durable: str = "decision"
     max_inflight: int = 64
     db_pool_size: int = 4
     features_timeout_ms: float = 1000.0
@@ -213,7 +214,11 @@ class DecisionApp:
         loop = asyncio.get_running_loop()
         if cfg.consumer:
             consumer = EventConsumer(
-                self.link, self.engine, self.metrics, publish_timeout_s=cfg.publish_timeout_ms / 1000
+                self.link,
+                self.engine,
+                self.metrics,
+                durable=cfg.durable,
+                publish_timeout_s=cfg.publish_timeout_ms / 1000,
             )
             self._tasks.append(loop.create_task(consumer.run(), name="consumer"))
         else:
@@ -441,6 +446,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pool", action="append", type=PoolArg.parse, default=[], metavar="NAME=URL[,PRIORITY]",
                    help="a serving pool replica (repeat; default: the platform's placement)")  # fmt: skip
     p.add_argument("--no-consumer", action="store_true", help="do not consume the EVENTS stream")
+    p.add_argument("--durable", default="decision", help="the durable consumer's name (default: decision)")
     p.add_argument("--max-inflight", type=int, default=64, help="decisions at once per worker; more get 503")
     p.add_argument("--db-pool-size", type=int, default=4, help="warehouse connections per worker")
     p.add_argument("--score-timeout-ms", type=float, default=25.0, help="per pool attempt")
@@ -471,6 +477,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         strategies=str(args.strategies.resolve()),
         pools=tuple(args.pool),
         consumer=not args.no_consumer,
+        durable=args.durable,
         max_inflight=args.max_inflight,
         db_pool_size=args.db_pool_size,
         features_timeout_ms=args.features_timeout_ms,

@@ -456,11 +456,12 @@ def parse_strategy(text: str, file: str) -> tuple[Strategy | None, list[Problem]
     for i, item in enumerate(raw_offers):
         path = f"offers[{i}]"
         line = ck.key_line(raw_offers, i)
+        if isinstance(item, dict) and isinstance(item.get("name"), str) and item["name"].strip():
+            path = f"offers[{i}] ({item['name'].strip()})"
         if not ck.mapping(item, path, line, _OFFER_KEYS):
             continue
         oname = ck.text(item, "name", path, required=True)
         if oname is not None:
-            path = f"offers[{i}] ({oname})"
             if oname in seen:
                 ck.add(line, f"{path}.name", f"another offer has this name (line {seen[oname]})")
             seen[oname] = line
