@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -97,3 +99,30 @@ def test_state_of_a_dead_supervisor_is_not_running(tmp_path: Path) -> None:
     lines = format_state(state)
     assert lines[0].startswith("gpu: current 2, desired 3 (min 1, max 4), ready 2 [supervisor not running]")
     assert "ScaleUp: New size: 2" in lines[1]
+
+
+def test_a_replica_is_drained_before_it_is_stopped(tmp_path: Path) -> None:
+    """Scale-down order: out of routing, in-flight requests finish, then SIGTERM."""
+    from dataplat.scaling.supervisor import Replica
+
+    async def scenario() -> tuple[float, int | None, bool]:
+        spec = HPASpec("p", 1, 3, (inflight_metric(2),))
+        sup = Supervisor(SupervisorConfig(pool="p", repo=tmp_path, state_dir=tmp_path, spec=spec))
+        # a stand-in replica process that records the SIGTERM it gets
+        code = "import signal, time; signal.signal(signal.SIGTERM, lambda *a: exit(7)); time.sleep(30)"
+        proc = await asyncio.create_subprocess_exec(sys.executable, "-c", code, start_new_session=True)
+        replica = Replica("p-r1", 1, proc, time.monotonic(), state="ready")
+        sup.replicas.append(replica)
+        replica.begin()  # a request in flight
+        loop = asyncio.get_running_loop()
+        loop.call_later(0.4, replica.end)  # it finishes after 0.4 s
+        replica.state = "terminating"
+        assert sup._pick(set()) is None  # no longer routed
+        t0 = time.monotonic()
+        await sup._stop_replica(replica, "scale-down")
+        return time.monotonic() - t0, proc.returncode, replica in sup.replicas
+
+    waited, code, kept = asyncio.run(scenario())
+    assert waited >= 0.39  # the in-flight request finished first
+    assert code == 7  # then SIGTERM (not SIGKILL)
+    assert not kept
