@@ -34,6 +34,7 @@ from ruamel.yaml.error import YAMLError
 
 from dataplat.config import PROJECT_ROOT
 from dataplat.errors import ConfigError
+from dataplat.yamldoc import plain
 
 SCENARIO_DIR = PROJECT_ROOT / "dr"
 """Where the shipped scenario files live (``dataplat drill list`` lists them)."""
@@ -177,14 +178,6 @@ def _line(node: Any, key: Any = None) -> int | None:
         return int(node.lc.line) + 1
     except (AttributeError, KeyError, TypeError, IndexError):
         return None
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, CommentedMap):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, CommentedSeq):
-        return [_plain(v) for v in value]
-    return value
 
 
 def _type_name(t: type | tuple[type, ...]) -> str:
@@ -373,7 +366,7 @@ def _settings(
         if key == "type":
             continue
         s = spec[key]
-        value = _plain(value)
+        value = plain(value)
         if not _is(value, s.type):
             bad(node, key, fieldname, f"must be {_type_name(s.type)}, got {value!r}")
         elif s.choices and value not in s.choices:

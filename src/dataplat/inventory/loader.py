@@ -40,6 +40,7 @@ from dataplat.inventory.model import (
     position,
 )
 from dataplat.inventory.placement import plan as _plan
+from dataplat.yamldoc import plain
 
 __all__ = ["load_inventory", "validate_inventory", "load_role_defaults", "expand_host_pattern"]
 
@@ -71,23 +72,6 @@ def _yaml() -> YAML:
     y = YAML(typ="rt")
     y.allow_duplicate_keys = False
     return y
-
-
-def _plain(node: Any) -> Any:
-    """A ruamel tree as plain dicts, lists and scalars (for jsonschema and the merged vars)."""
-    if isinstance(node, Mapping):
-        return {str(k): _plain(v) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_plain(v) for v in node]
-    if isinstance(node, bool):
-        return bool(node)
-    if isinstance(node, int):
-        return int(node)
-    if isinstance(node, float):
-        return float(node)
-    if isinstance(node, str):
-        return str(node)
-    return node
 
 
 def expand_host_pattern(name: str) -> list[str]:
@@ -190,7 +174,7 @@ def load_role_defaults(
             continue
         trees[str(path)] = tree
         for key, value in tree.items():
-            values[str(key)] = _plain(value)
+            values[str(key)] = plain(value)
             sources[str(key)] = (str(path), (str(key),))
     return values, sources, trees
 
@@ -324,8 +308,8 @@ def validate_inventory(path: str | os.PathLike[str]) -> tuple[Inventory | None, 
     tree = _read(Path(path), file)
     problems: list[Problem] = []
 
-    plain = _plain(tree)
-    issues = _schema.validate(plain)
+    data = plain(tree)
+    issues = _schema.validate(data)
     for issue in issues:
         line, col = position(tree, issue.path)
         problems.append(Problem("error", file, line, col, dotted(issue.path), issue.message, issue.hint))
@@ -337,7 +321,7 @@ def validate_inventory(path: str | os.PathLike[str]) -> tuple[Inventory | None, 
     # all.vars as the inventory sets them
     all_vars: dict[str, Any] = {}
     for layer, lpath in builder.groups["all"].var_layers:
-        all_vars.update({k: _plain(v) for k, v in builder.valid_items(layer, lpath)})
+        all_vars.update({k: plain(v) for k, v in builder.valid_items(layer, lpath)})
 
     problems.extend(_check_groups(builder, all_vars, file, tree))
     if Path(file).parent.joinpath("group_vars").is_dir() or Path(file).parent.joinpath("host_vars").is_dir():
@@ -375,11 +359,11 @@ def validate_inventory(path: str | os.PathLike[str]) -> tuple[Inventory | None, 
         for gname in ["all", *ordered]:
             for layer, lpath in builder.groups[gname].var_layers:
                 for k, v in builder.valid_items(layer, lpath):
-                    values[k] = _plain(v)
+                    values[k] = plain(v)
                     sources[k] = (file, (*lpath, k))
         for layer, lpath in builder.host_layers[hname]:
             for k, v in builder.valid_items(layer, lpath):
-                values[k] = _plain(v)
+                values[k] = plain(v)
                 sources[k] = (file, (*lpath, k))
         hosts[hname] = Host(hname, values, tuple(member_of))
         var_sources[hname] = sources

@@ -28,26 +28,11 @@ from ruamel.yaml.error import YAMLError
 
 from dataplat.errors import ConfigError
 from dataplat.inventory.model import Origin, PathElem, Problem, dotted, position
+from dataplat.yamldoc import plain
 
 __all__ = ["Values", "load_chart_values", "validate_values"]
 
 Path_ = tuple[PathElem, ...]
-
-
-def _plain(node: Any) -> Any:
-    if isinstance(node, Mapping):
-        return {str(k): _plain(v) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_plain(v) for v in node]
-    if isinstance(node, bool):
-        return bool(node)
-    if isinstance(node, int):
-        return int(node)
-    if isinstance(node, float):
-        return float(node)
-    if isinstance(node, str):
-        return str(node)
-    return node
 
 
 def _leaves(value: Any, prefix: Path_ = ()) -> list[Path_]:
@@ -144,7 +129,7 @@ def load_chart_values(charts_dir: Path, component: str) -> Values:
         tree = YAML(typ="rt").load(path.read_text(encoding="utf-8"))
     except (OSError, YAMLError) as exc:
         raise ConfigError(f"{file}: the chart's values cannot be read: {exc}") from exc
-    data = _plain(tree) if tree is not None else {}
+    data = plain(tree) if tree is not None else {}
     if not isinstance(data, dict):
         raise ConfigError(f"{file}: the chart's values must be a mapping")
     origins: dict[Path_, Origin] = {}
