@@ -200,6 +200,29 @@ def test_stream_crash_keeps_every_acknowledged_message(platform, tmp_path):
     assert "DR_CRASH" not in streams
 
 
+def test_serving_worker_killed_under_load_is_replaced_within_budget(platform, tmp_path):
+    via = "decision" if endpoints.load_platform(platform.home).by_component("decision") else "pool"
+    if via == "decision":
+        with psycopg.connect(endpoints.warehouse_conninfo(platform.home)) as conn:
+            if conn.execute("SELECT count(*) FROM bank.customers").fetchone()[0] == 0:
+                via = "pool"  # no customers to decide for: drive the pool itself
+    path = copy_scenario(tmp_path, "serving-worker", workload={"via": via, "before_s": 1, "after_s": 1})
+    result = run_drill(load_scenario(path), platform.home)
+    rep = result.repetitions[0]
+    assert result.exit_code == 0, (rep.error, [vars(c) for c in rep.checks])
+    assert rep.metrics["requests"] > 0 and rep.metrics["error_ratio"] <= 0.01
+    assert rep.info["victim"] not in rep.info["workers_after"]
+    assert len(rep.info["workers_after"]) == len(rep.info["workers_before"])
+
+    def fail_everything(ctx, state) -> None:
+        state["outcomes"] = [(t, "ClientOSError") for t, _ in state["outcomes"]]
+        state["counts"] = {"ClientOSError": len(state["outcomes"])}
+
+    result = run_drill(load_scenario(path), platform.home, hooks=DrillHooks(before_checks=fail_everything))
+    assert result.exit_code == 1 and checks_of(result)["error_budget"] is False
+    assert_platform_healthy(platform.home)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["failover-host-loss", "switchover"])
 def test_other_failovers(platform, name):

@@ -28,6 +28,7 @@ SHIPPED = {
     "table-restore",
     "lake-rollback",
     "stream-crash",
+    "serving-worker",
 }
 
 
@@ -37,7 +38,7 @@ def test_every_shipped_scenario_loads():
     sc = load_scenario(SCENARIO_DIR / "failover-host-loss.yml")
     assert sc.kind == "failover" and sc.fault_type == "host-loss"
     assert any(t.bound == "ttl + 5" for t in sc.targets)
-    assert "serving-worker" not in KINDS
+    assert KINDS["serving-worker"].faults == ("worker-kill",)
 
 
 def test_drill_list_prints_the_scenarios(capsys):

@@ -1,8 +1,4 @@
-"""The built-in drill kinds: what each understands in a scenario file.
-
-``serving-worker`` (a model-serving worker killed under load) is not registered: the
-serving pool it needs is not deployed yet.
-"""
+"""The built-in drill kinds: what each understands in a scenario file."""
 
 from __future__ import annotations
 
@@ -104,5 +100,33 @@ STREAM_CRASH = register_kind(
         checks=("acked_present", "consumer_no_gaps"),
         metrics=("outage_s", "lost_acked"),
         timeouts={"restart_s": 60.0, "drain_s": 60.0},
+    )
+)
+
+SERVING_WORKER = register_kind(
+    DrillKind(
+        name="serving-worker",
+        run="dataplat.dr.servingworker:run_repetition",
+        help="a serving worker killed under decision load; the pool replaces it; errors against a budget",
+        faults=("worker-kill",),
+        fault_settings={
+            "replica": Setting(str, "", help="serving replica whose worker is killed (default: first)")
+        },
+        workload_settings={
+            "via": Setting(
+                str,
+                "decision",
+                choices=("decision", "pool"),
+                help="decision: POST /v1/decisions on the decision service; pool: inference direct",
+            ),
+            "clients": Setting(int, 4, help="closed-loop clients"),
+            "before_s": Setting(float, 2.0),
+            "after_s": Setting(float, 2.0),
+            "request_timeout_s": Setting(float, 2.0),
+            "error_budget": Setting(float, 0.01, help="failed requests / requests allowed"),
+        },
+        checks=("worker_replaced", "error_budget"),
+        metrics=("error_ratio", "failed", "degraded", "replacement_s", "requests"),
+        timeouts={"replace_s": 30.0},
     )
 )
