@@ -23,6 +23,8 @@ COMMAND_MODULES = (
     "dataplat.dr.cli",
     "dataplat.policy.cli",
     "dataplat.k8s.cli",
+    "dataplat.bench.cli",
+    "dataplat.bench.report",
 )
 
 

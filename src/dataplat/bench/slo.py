@@ -27,13 +27,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.error import YAMLError
+from ruamel.yaml.comments import CommentedSeq
 
 from dataplat.bench.context import BENCH_DIR
-from dataplat.dr.scenario import Problem, _line
 from dataplat.errors import ConfigError
+from dataplat.yamldoc import Problem, line_of, load_mapping
 
 SLO_DIR = BENCH_DIR / "slo"
 DEFAULT_SLO = SLO_DIR / "default.yml"
@@ -148,29 +146,12 @@ def load_slo(path: str | Path, workload_dir: Path = BENCH_DIR) -> Slo:
 
     path = Path(path)
     fname = str(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise SloError(f"cannot read SLO file {fname}: {exc.strerror or exc}") from None
-    try:
-        doc = YAML(typ="rt").load(text)
-    except YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        raise SloError(
-            f"SLO file {fname} is not valid YAML",
-            [Problem(fname, line, "(file)", str(getattr(exc, "problem", exc)))],
-        ) from None
+    doc = load_mapping(path, "SLO file", SloError, "name, description and targets")
     problems: list[Problem] = []
 
     def bad(node: Any, key: Any, fieldname: str, message: str) -> None:
-        problems.append(Problem(fname, _line(node, key), fieldname, message))
+        problems.append(Problem(fname, line_of(node, key), fieldname, message))
 
-    if not isinstance(doc, CommentedMap):
-        raise SloError(
-            f"SLO file {fname} is invalid",
-            [Problem(fname, 1, "(file)", "must be a mapping with name, description and targets")],
-        )
     known = {"name", "description", "targets"}
     for key in doc:
         if key not in known:
@@ -190,7 +171,7 @@ def load_slo(path: str | Path, workload_dir: Path = BENCH_DIR) -> Slo:
     else:
         for i, item in enumerate(tnode):
             fieldname = f"targets[{i}]"
-            line = _line(tnode, i)
+            line = line_of(tnode, i)
             if not isinstance(item, str):
                 bad(tnode, i, fieldname, f"must be a sentence like 'concurrent.p99_ms <= 50', got {item!r}")
                 continue

@@ -28,13 +28,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.error import YAMLError
 
 from dataplat.config import PROJECT_ROOT
 from dataplat.errors import ConfigError
-from dataplat.yamldoc import plain
+from dataplat.yamldoc import Problem, line_of, load_mapping, plain
 
 SCENARIO_DIR = PROJECT_ROOT / "dr"
 """Where the shipped scenario files live (``dataplat drill list`` lists them)."""
@@ -43,20 +41,6 @@ STATISTICS = ("min", "median", "p95", "max")
 """Statistics a target may bound (every bound is an upper bound: value <= target)."""
 
 _TARGET_EXPR = re.compile(r"^\s*(?P<var>[a-z_]+)\s*(?:(?P<op>[+-])\s*(?P<num>\d+(?:\.\d+)?))?\s*$")
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One thing wrong in a scenario file."""
-
-    file: str
-    line: int | None
-    field: str
-    message: str
-
-    def __str__(self) -> str:
-        where = f"{self.file}:{self.line}" if self.line else self.file
-        return f"{where}: {self.field}: {self.message}"
 
 
 class ScenarioError(ConfigError):
@@ -168,18 +152,6 @@ class Scenario:
         }
 
 
-def _line(node: Any, key: Any = None) -> int | None:
-    """1-based line of ``node`` (or of ``key`` inside a mapping / index inside a list)."""
-    try:
-        if key is not None and isinstance(node, CommentedMap):
-            return int(node.lc.key(key)[0]) + 1
-        if key is not None and isinstance(node, CommentedSeq):
-            return int(node.lc.item(key)[0]) + 1
-        return int(node.lc.line) + 1
-    except (AttributeError, KeyError, TypeError, IndexError):
-        return None
-
-
 def _type_name(t: type | tuple[type, ...]) -> str:
     if isinstance(t, tuple):
         return " or ".join(x.__name__ for x in t)
@@ -199,29 +171,12 @@ def load_scenario(path: str | Path) -> Scenario:
     """Read and validate a scenario file; :class:`ScenarioError` lists every problem."""
     path = Path(path)
     fname = str(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ScenarioError(f"cannot read scenario {fname}: {exc.strerror or exc}") from None
-    try:
-        doc = YAML(typ="rt").load(text)
-    except YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        raise ScenarioError(
-            f"scenario {fname} is not valid YAML",
-            [Problem(fname, line, "(file)", str(getattr(exc, "problem", exc)))],
-        ) from None
+    doc = load_mapping(path, "scenario", ScenarioError, "name, kind, fault, checks, targets")
     problems: list[Problem] = []
 
     def bad(node: Any, key: Any, fieldname: str, message: str) -> None:
-        problems.append(Problem(fname, _line(node, key), fieldname, message))
+        problems.append(Problem(fname, line_of(node, key), fieldname, message))
 
-    if not isinstance(doc, CommentedMap):
-        raise ScenarioError(
-            f"scenario {fname} is invalid",
-            [Problem(fname, 1, "(file)", "must be a mapping with name, kind, fault, checks, targets")],
-        )
     known = {"name", "kind", "description", "fault", "workload", "checks", "targets", "timeouts"}
     for key in doc:
         if key not in known:
