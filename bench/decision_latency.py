@@ -131,7 +131,11 @@ def free_port() -> int:
 def start(argv: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     with log.open("wb") as out:
         return subprocess.Popen(
-            argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env={**os.environ, **(env or {})}
+            argv,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, **(env or {})},
         )
 
 
@@ -252,7 +256,9 @@ async def closed_loop(port: int, events: Events, concurrency: int, duration: flo
     }
 
 
-async def open_loop(port: int, events: Events, rate: float, duration: float, max_conns: int = 128) -> dict[str, Any]:
+async def open_loop(
+    port: int, events: Events, rate: float, duration: float, max_conns: int = 128
+) -> dict[str, Any]:
     idle: asyncio.Queue[Conn] = asyncio.Queue()
     for _ in range(8):
         idle.put_nowait(await Conn.open(port))
@@ -328,6 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-p99-ms", type=float, default=20.0)
     parser.add_argument("--min-ratio", type=float, default=0.4)
     parser.add_argument("--max-inflight", type=int, default=64)
+    parser.add_argument("--synchronous-commit", default="on", help="passed to the service")
     parser.add_argument("--json-out", type=Path)
     parser.add_argument("--serve-constant", metavar="HOST:PORT", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -349,7 +356,17 @@ def main(argv: list[str] | None = None) -> int:
         if not pools:
             repo = tmp / "repo"
             subprocess.run(
-                [sys.executable, "-m", "dataplat.serving.model", "--repo", str(repo), "--sf", "0.004", "--seed", "7"],
+                [
+                    sys.executable,
+                    "-m",
+                    "dataplat.serving.model",
+                    "--repo",
+                    str(repo),
+                    "--sf",
+                    "0.004",
+                    "--seed",
+                    "7",
+                ],
                 check=True,
                 stdout=subprocess.DEVNULL,
             )
@@ -365,7 +382,14 @@ def main(argv: list[str] | None = None) -> int:
         log = tmp / "constant.log"
         procs.append(
             start(
-                [sys.executable, __file__, "--serve-constant", f"127.0.0.1:{cport}", "--workers", str(args.workers)],
+                [
+                    sys.executable,
+                    __file__,
+                    "--serve-constant",
+                    f"127.0.0.1:{cport}",
+                    "--workers",
+                    str(args.workers),
+                ],
                 log,
             )
         )
@@ -378,6 +402,7 @@ def main(argv: list[str] | None = None) -> int:
         argv_d = [sys.executable, "-m", "dataplat.decision.service", "--home", str(home)]
         argv_d += ["--listen", f"127.0.0.1:{dport}", "--workers", str(args.workers)]
         argv_d += ["--max-inflight", str(args.max_inflight), "--no-consumer"]
+        argv_d += ["--synchronous-commit", args.synchronous_commit]
         for p in pools:
             argv_d += ["--pool", p]
         procs.append(start(argv_d, log))
@@ -412,9 +437,10 @@ def main(argv: list[str] | None = None) -> int:
             f"{h['statuses']} (open loop at {h['rate']:.0f}/s)"
         )
     print(
-        f"saturation: decision {d['saturation_rps']:.0f} req/s = {ratio:.0%} of constant {c['saturation_rps']:.0f} "
-        f"(goal >= {args.min_ratio:.0%}); p99 at half saturation {d['half']['p99_ms']:.1f} ms "
-        f"(goal <= {args.max_p99_ms:g}); decisions without a model score: {results['degraded_or_unscored']:.0f}"
+        f"saturation: decision {d['saturation_rps']:.0f} req/s = {ratio:.0%} of constant "
+        f"{c['saturation_rps']:.0f} (goal >= {args.min_ratio:.0%}); p99 at half saturation "
+        f"{d['half']['p99_ms']:.1f} ms (goal <= {args.max_p99_ms:g}); decisions without a model score: "
+        f"{results['degraded_or_unscored']:.0f}"
     )
     print("verdict:", "PASS" if ok else "FAIL")
     if args.json_out:

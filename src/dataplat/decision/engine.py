@@ -258,15 +258,18 @@ class Engine:
         reasons: list[str] = []
         if strategy is None:
             choice = rules.Choice(reasons=[f"no strategy handles {event.type}"])
-            scores, pool_name, name = None, "none", "none"
+            scores, pool_name, name = None, "skipped", "none"
         else:
-            scored = await self._scores(strategy.model, view.features[0])
+            if rules.applicable(strategy, event, view.customer):
+                scored = await self._scores(strategy.model, view.features[0])
+            else:
+                scored = Scored(None, "skipped", "")
             scores, pool_name = scored.scores, scored.pool
             if scored.reason:
                 reasons.append(scored.reason)
             choice = rules.decide(strategy, event, view.customer, catalog, scores)
             name = strategy.name
-        degraded = strategy is not None and scores is None
+        degraded = scores is None and pool_name != "skipped"
         self.metrics.scored_by.labels(pool_name).inc()
         decision = Decision(
             event_id=event.event_id,
@@ -279,7 +282,7 @@ class Engine:
             degraded=degraded,
             reasons=choice.reasons + reasons,
             strategy=name,
-            pool=None if pool_name == "none" else pool_name,
+            pool=None if pool_name in ("none", "skipped") else pool_name,
         )
         decision.latency_ms = (time.perf_counter() - started) * 1000
         row = DecisionRow(

@@ -59,7 +59,8 @@ class DecisionMetrics:
         )
         self.scored_by = Counter(
             "dataplat_decision_scored_total",
-            "Model scores by the pool that answered (none: no pool answered, decision degraded)",
+            "Decisions by the pool that scored them (none: no pool answered, the decision is degraded; "
+            "skipped: no offer applied, the model was not asked)",
             ["pool"],
         )
         self.inflight = Gauge(

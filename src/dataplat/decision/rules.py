@@ -86,6 +86,13 @@ def _matches(offer: Offer, event: Event, customer: Customer, local: dt.datetime)
     return None
 
 
+def applicable(strategy: Strategy, event: Event, customer: Customer) -> list[Offer]:
+    """The offers whose event, segment, amount and timing conditions hold (before scoring:
+    when there is none, the model need not be asked)."""
+    local = event.ts.astimezone(strategy.tz)
+    return [o for o in strategy.offers if _matches(o, event, customer, local) is None]
+
+
 def channel_block(
     strategy: Strategy, channel: str, customer: Customer, when: dt.datetime, local: dt.datetime
 ) -> str | None:

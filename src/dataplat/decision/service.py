@@ -98,6 +98,7 @@ class ServiceConfig:
     pools: tuple[PoolArg, ...] = ()
     consumer: bool = True
     durable: str = "decision"
+    synchronous_commit: str = "on"
     max_inflight: int = 64
     db_pool_size: int = 4
     features_timeout_ms: float = 1000.0
@@ -189,6 +190,7 @@ class DecisionApp:
         pool = ConnectionPool(
             endpoints.service_conninfo(home), size=cfg.db_pool_size,
             statement_timeout_ms=int(max(cfg.features_timeout_ms, cfg.record_timeout_ms)),
+            synchronous_commit=cfg.synchronous_commit,
         )  # fmt: skip
         recorder = Recorder(pool, max_pending=max(cfg.max_inflight * 4, 256))
         specs = pool_specs(cfg)
@@ -453,6 +455,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--score-deadline-ms", type=float, default=40.0, help="for scoring with fallbacks")
     p.add_argument("--features-timeout-ms", type=float, default=1000.0)
     p.add_argument("--record-timeout-ms", type=float, default=2000.0)
+    p.add_argument(
+        "--synchronous-commit",
+        choices=("on", "remote_apply", "remote_write", "local", "off"),
+        default="on",
+        help="PostgreSQL synchronous_commit of the service's sessions (default on: a recorded decision "
+        "survives a failover; local/off trade that for commit latency)",
+    )
     p.add_argument("--log-level", default="warning")
     return p
 
@@ -478,6 +487,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         pools=tuple(args.pool),
         consumer=not args.no_consumer,
         durable=args.durable,
+        synchronous_commit=args.synchronous_commit,
         max_inflight=args.max_inflight,
         db_pool_size=args.db_pool_size,
         features_timeout_ms=args.features_timeout_ms,
