@@ -25,6 +25,28 @@ Example::
 
 The load generator shares the machine's cores with both servers, the warehouse and the
 pool: on the 2-core reference machine it is part of what is measured.
+
+Measured on the 2-core reference machine while other workloads ran on it (load average
+2-5), SF 0.002 bank, one CPU pool replica, 3 s per step, ``--workers 2``:
+
+==========  =====  ========  ======  ======
+server      conc   req/s     p50 ms  p99 ms
+==========  =====  ========  ======  ======
+constant    1      8,229     0.08    0.60
+constant    32     14,097    2.05    7.55
+constant    half   6,741     1.54    31.8   (open loop at 7,048/s)
+decision    1      122       6.80    23.5
+decision    16     811       16.2    58.6
+decision    32     1,004     26.2    117.5
+decision    half   494       52.0    191.0  (open loop at 502/s)
+==========  =====  ========  ======  ======
+
+Verdict FAIL: saturation 7% of the constant endpoint's (goal 40%), p99 191 ms at half of it
+(goal 20 ms). Unloaded (one client), a decision costs 3.5 ms: features 0.8 ms (one prepared
+query, generic plan), score 0.8 ms, record 1.4-1.6 ms (a synchronous commit to the standby).
+Under load the time goes to waiting for CPU shared with the warehouse, the pool and the
+other workloads (the decision worker itself used ~0.6 of a core at 750 req/s); even the
+constant endpoint's p99 at half its saturation was 31.8 ms in that run.
 """
 
 from __future__ import annotations
