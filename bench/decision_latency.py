@@ -56,6 +56,7 @@ import asyncio
 import json
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -437,9 +438,15 @@ def main(argv: list[str] | None = None) -> int:
             for line in metrics.splitlines()
             if line.startswith('dataplat_decision_scored_total{pool="none"}')
         )
+    except Exception:
+        print(f"logs kept in {tmp}", file=sys.stderr)
+        tmp = Path()  # keep them
+        raise
     finally:
         for p in reversed(procs):
             stop(p)
+        if tmp != Path():
+            shutil.rmtree(tmp, ignore_errors=True)
 
     c, d = results["constant"], results["decision"]
     ratio = d["saturation_rps"] / c["saturation_rps"] if c["saturation_rps"] else 0.0
