@@ -67,6 +67,10 @@ def test_status_reports_every_component_healthy(platform, capsys):
     assert "target_session_attrs=read-write" in wh["cluster_conninfo"]
     assert stat.S_IMODE(os.stat(wh["pgpass"]).st_mode) == 0o600
     assert {s["name"] for s in doc["stream"]["streams"]} == {"EVENTS", "DECISIONS"}
+    (pool,) = doc["serving"]["scaling"]
+    assert pool["pool"] == "cpu" and pool["running"] and pool["ready"] >= 1
+    assert (pool["minReplicas"], pool["maxReplicas"]) == (1, 3)
+    assert pool["minReplicas"] <= pool["current"] <= pool["maxReplicas"]
 
 
 def test_psql_connects_with_the_printed_conninfo_alone(platform, capsys):

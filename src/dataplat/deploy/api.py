@@ -19,9 +19,11 @@ from dataplat.deploy.runner import EventHandler, RunResult, run_playbook
 from dataplat.errors import DeployError
 from dataplat.platform import endpoints
 
-DEPLOYED_COMPONENTS = frozenset({"warehouse", "warehouse-witness", "stream", "lake", "metrics", "serving"})
-"""Components roles/site.yml deploys; the plan's other instances (the decision service,
-load generators) are placed and checked but not yet deployed."""
+DEPLOYED_COMPONENTS = frozenset(
+    {"warehouse", "warehouse-witness", "stream", "lake", "metrics", "serving", "decision"}
+)
+"""Components roles/site.yml deploys; the plan's load generators are placed and checked,
+and run by the benchmarks themselves."""
 
 
 @dataclass

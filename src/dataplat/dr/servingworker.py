@@ -29,19 +29,28 @@ from dataplat.platform import endpoints
 EVENT_TYPES = ("payroll_credited", "large_inflow", "product_maturity", "transfer_out_other_bank", "app_login")
 
 
-def worker_pids(server_pid: int) -> list[int]:
-    """Worker processes of a multi-process server: its children started by multiprocessing's spawn."""
-    children: list[int] = []
-    for task in Path(f"/proc/{server_pid}/task").glob("*/children"):
-        children += [int(p) for p in task.read_text().split()]
-    workers = []
-    for pid in children:
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
-        except OSError:
-            continue
-        if b"spawn_main" in cmdline:
-            workers.append(pid)
+def _children(pid: int) -> list[tuple[int, bytes]]:
+    out = []
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        for child in task.read_text().split():
+            try:
+                out.append((int(child), Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ")))
+            except OSError:
+                continue
+    return out
+
+
+def worker_pids(daemon_pid: int) -> list[int]:
+    """The processes that answer requests for a pool endpoint's daemon.
+
+    A multi-process server's workers (its children started by multiprocessing's spawn);
+    under a scaling supervisor, its replicas (child ``dataplat.serving.server`` processes),
+    which the supervisor replaces as a ReplicaSet replaces a lost pod.
+    """
+    children = _children(daemon_pid)
+    workers = [pid for pid, cmd in children if b"spawn_main" in cmd]
+    if not workers:
+        workers = [pid for pid, cmd in children if b"dataplat.serving.server" in cmd]
     return sorted(workers)
 
 

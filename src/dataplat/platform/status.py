@@ -50,6 +50,7 @@ class StatusReport:
     warehouse: dict[str, Any] = field(default_factory=dict)
     stream: dict[str, Any] = field(default_factory=dict)
     lake: dict[str, Any] = field(default_factory=dict)
+    serving: dict[str, Any] = field(default_factory=dict)
 
     @property
     def healthy(self) -> bool:
@@ -63,6 +64,7 @@ class StatusReport:
             "warehouse": self.warehouse,
             "stream": self.stream,
             "lake": self.lake,
+            "serving": self.serving,
         }
 
 
@@ -109,6 +111,9 @@ def _probe(platform: Platform, inst: dict[str, Any]) -> ComponentStatus:
         ok, detail = _http_ok(f"http://{address}:{ports['monitor']}/healthz?js-enabled-only=true")
     elif comp == "metrics":
         ok, detail = _http_ok(f"http://{address}:{ports['http']}/healthz")
+    elif comp == "decision":
+        ok, detail = _http_ok(f"http://{address}:{ports['http']}/readyz")
+        detail = f"ready: {detail}"
     elif comp == "serving":
         model = platform.settings.get("serving", {}).get("model", "propensity")
         ok, detail = _http_ok(f"http://{address}:{ports['http']}/v2/models/{model}/ready")
@@ -226,6 +231,10 @@ def platform_status(home: Path, this_process: str | None = None) -> StatusReport
         report.warehouse = _warehouse(platform)
     if platform.by_component("stream"):
         report.stream = _stream(platform)
+    if platform.by_component("serving"):
+        from dataplat.scaling.supervisor import pool_states
+
+        report.serving = {"scaling": pool_states(platform.run_dir)}
     lake = platform.settings.get("lake")
     if lake:
         report.lake = {
