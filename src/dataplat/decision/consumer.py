@@ -113,8 +113,8 @@ class EventConsumer:
         while True:
             try:
                 msgs = await sub.fetch(self.batch, timeout=1.0)
-            except nats.errors.TimeoutError:
-                continue
+            except (nats.errors.TimeoutError, TimeoutError):
+                continue  # nothing to consume within the second: fetch again
             except nats.errors.ConnectionClosedError:
                 raise
             await asyncio.gather(*(self.handle(m) for m in msgs))

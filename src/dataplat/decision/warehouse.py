@@ -117,12 +117,16 @@ class ConnectionPool:
                 conn = await self._connect()
             try:
                 yield conn
-            except BaseException:
+            except BaseException as exc:
                 # any error (timeout, cancellation, a failover) may leave the session in an
                 # unknown state: close it, the next user opens a fresh one
                 with suppress(Exception):
                     await conn.close()
                 conn = None
+                if isinstance(exc, psycopg.OperationalError):
+                    # the server went away (failover, restart): the idle connections point
+                    # at it too, and each would fail its next user in turn
+                    await self._drop_idle()
                 raise
         finally:
             if conn is not None and not self._closed and not conn.closed and not conn.broken:
@@ -132,12 +136,15 @@ class ConnectionPool:
                     await conn.close()
             self._sem.release()
 
-    async def close(self) -> None:
-        """Close the idle connections; connections in use are closed when they come back."""
-        self._closed = True
+    async def _drop_idle(self) -> None:
         while self._idle:
             with suppress(Exception):
                 await self._idle.pop().close()
+
+    async def close(self) -> None:
+        """Close the idle connections; connections in use are closed when they come back."""
+        self._closed = True
+        await self._drop_idle()
 
 
 # --- features -------------------------------------------------------------------------
