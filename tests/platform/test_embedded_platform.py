@@ -51,9 +51,19 @@ def test_status_reports_every_component_healthy(platform, capsys):
     rc, doc = status_json(platform.home, capsys)
     assert rc == 0, doc
     names = {c["name"]: c for c in doc["components"]}
-    for name in ("pg0", "pg1", "pg2", "witness", "nats0", "lake", "metrics-localhost", "serving-cpu-0"):
+    for name in (
+        "pg0",
+        "pg1",
+        "pg2",
+        "witness",
+        "nats0",
+        "lake",
+        "metrics-localhost",
+        "serving-cpu-0",
+        "decision-0",
+    ):
         assert names[name]["health"] == "healthy", names[name]
-    for name in ("pg0", "pg1", "pg2", "witness", "nats0", "metrics-localhost", "serving-cpu-0"):
+    for name in ("pg0", "pg1", "pg2", "witness", "nats0", "metrics-localhost", "serving-cpu-0", "decision-0"):
         assert isinstance(names[name]["pid"], int)
     wh = doc["warehouse"]
     members = {m["name"]: m for m in wh["members"]}
@@ -268,6 +278,27 @@ def test_killing_the_primary_postmaster_makes_the_standby_leader(platform, capsy
     assert doc["warehouse"]["leader"] == leader
     timelines = {m["name"]: m["timeline"] for m in doc["warehouse"]["members"]}
     assert len(set(timelines.values())) == 1 and timelines[old_leader] >= 2
+    # the decision service found the new primary by itself
+    decision = endpoints.load_platform(platform.home).by_component("decision")[0]
+    base = f"http://{decision['address']}:{decision['ports']['http']}"
+    with psycopg.connect(endpoints.warehouse_conninfo(platform.home)) as conn:
+        customer = conn.execute("SELECT min(customer_id) FROM bank.customers").fetchone()[0]
+
+    def decided():
+        body = json.dumps(
+            {"event_id": f"after-failover-{leader}", "type": "app_login", "customer_id": customer}
+        )
+        req = urllib.request.Request(
+            f"{base}/v1/decisions",
+            data=body.encode(),
+            method="POST",
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            return json.loads(resp.read()) if resp.status == 200 else None
+
+    answer = wait_for(decided, 30, "a decision after the failover")
+    assert answer["customer_id"] == customer
 
 
 @pytest.mark.platform_last
