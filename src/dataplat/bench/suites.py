@@ -92,5 +92,9 @@ register_suite(
     )
 )
 register_suite(
-    Suite("decisions", "dataplat.bench.decisions", "real-time decisions driven by Locust, the stream path end to end")
+    Suite(
+        "decisions",
+        "dataplat.bench.decisions",
+        "real-time decisions driven by Locust, the stream path end to end",
+    )
 )
