@@ -27,22 +27,21 @@ def _customers(conninfo: str) -> int:
 @pytest.fixture(scope="module")
 def bank(platform) -> Path:  # type: ignore[no-untyped-def]
     """The platform's home with the bank loaded (SF 0.002 into warehouse and lake if empty)."""
-    from dataplat.data.load import load
+    from dataplat.data.load import lake_dataset, load, warehouse_dataset
     from dataplat.platform import endpoints
 
     home = platform.home
     conninfo = endpoints.warehouse_conninfo(home)
+    catalog, namespace = endpoints.lake_catalog(home)
     if _customers(conninfo) == 0:
-        catalog, namespace = endpoints.lake_catalog(home)
-        load(
-            LOAD_SF,
-            LOAD_SEED,
-            conninfo=conninfo,
-            catalog=catalog,
-            namespace=namespace,
-            targets=("warehouse", "lake"),
-            progress=False,
-        )
+        load(LOAD_SF, LOAD_SEED, conninfo=conninfo, catalog=catalog, namespace=namespace,
+             targets=("warehouse", "lake"), progress=False)  # fmt: skip
+    else:
+        # another module loaded the warehouse alone: give the lake the same data set, so
+        # both engines run on the same rows (the warehouse's data stays as it is)
+        wh, lk = warehouse_dataset(conninfo), lake_dataset(catalog, namespace)
+        if wh is not None and (lk is None or (lk.sf, lk.seed) != (wh.sf, wh.seed)):
+            load(wh.sf, wh.seed, catalog=catalog, namespace=namespace, targets=("lake",), progress=False)
     return home  # type: ignore[no-any-return]
 
 

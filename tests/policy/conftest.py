@@ -4,26 +4,9 @@ policies applied, and a few consents so the partner's row filter has rows to sho
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[2]
-POLICIES = REPO / "policies"
-BAD = Path(__file__).resolve().parent / "bad"
-LOAD_SF = 0.002
-LOAD_SEED = 424242
-CONSENTED = 12
-"""How many customers consent to joint marketing (the partner's filter)."""
-
-
-@dataclass
-class PolicyEnv:
-    home: Path
-    target: object  # dataplat.policy.apply.Target
-    policy: object  # the shipped Policy
-    consented: frozenset[int]
+from policy_testkit import CONSENTED, LOAD_SEED, LOAD_SF, POLICIES, PolicyEnv
 
 
 def _ensure_bank(conninfo: str) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import BAD, POLICIES
+from policy_testkit import BAD, POLICIES
 
 from dataplat.cli import main
 from dataplat.policy.compiler import compile_policy

@@ -9,7 +9,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from conftest import POLICIES, PolicyEnv
+from policy_testkit import POLICIES, PolicyEnv
 
 from dataplat.cli import main
 from dataplat.policy.apply import apply, history, in_force, rollback, token_key

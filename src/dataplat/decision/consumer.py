@@ -110,13 +110,21 @@ class EventConsumer:
                 await asyncio.sleep(delay)
 
     async def _loop(self, sub: JetStreamContext.PullSubscription) -> None:
+        # nats-py's fetch(n) returns only when n messages came or the timeout passed, so a
+        # batch fetch at a low event rate would hold each event up to the timeout. Wait
+        # for one message, then take what is already there (a short second fetch).
         while True:
             try:
-                msgs = await sub.fetch(self.batch, timeout=1.0)
+                msgs = await sub.fetch(1, timeout=1.0)
             except (nats.errors.TimeoutError, TimeoutError):
                 continue  # nothing to consume within the second: fetch again
             except nats.errors.ConnectionClosedError:
                 raise
+            if self.batch > 1:
+                try:
+                    msgs += await sub.fetch(self.batch - 1, timeout=0.005)
+                except (nats.errors.TimeoutError, TimeoutError):
+                    pass
             await asyncio.gather(*(self.handle(m) for m in msgs))
 
     async def handle(self, msg: Msg) -> None:

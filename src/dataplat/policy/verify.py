@@ -32,7 +32,7 @@ from dataplat.data.generate import id_number_valid, luhn_valid, mobile_valid
 from dataplat.data.schema import TABLES, Table
 from dataplat.policy.apply import Target, token_key
 from dataplat.policy.compiler import masked_schema
-from dataplat.policy.masks import apply_mask
+from dataplat.policy.masks import apply_mask, mask_free_text
 from dataplat.policy.model import PARTIAL_DEFAULTS, Login, Mask, Policy
 
 CHECKS: tuple[str, ...] = (
@@ -751,9 +751,18 @@ def _admin_sample(policy: Policy, target: Target, sample: int) -> tuple[dict[str
             ).fetchall()
             rows_by_table[table.name] = {r[0]: dict(zip(cols, r, strict=True)) for r in rows}
             sensitive = {c.name for c in table.columns if c.pii or policy.classified(table.name, c.name)}
+            free_text = {
+                c.name
+                for c in table.columns
+                if (cls := policy.classified(table.name, c.name)) is not None and cls.kind == "free_text"
+            }
             for r in rows:
                 for c, v in zip(cols, r, strict=True):
                     if c in sensitive and isinstance(v, str) and len(v) >= 2:
+                        if c in free_text and mask_free_text(v) == v:
+                            # free text holding no digits and no e-mail address: nothing in
+                            # it is personal data, so reading it as it is is no leak
+                            continue
                         raw.setdefault(v, f"{table.name}.{c}")
             admin.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(src, table.name)))
     return raw, rows_by_table
