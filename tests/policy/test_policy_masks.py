@@ -54,3 +54,18 @@ def test_tokens_are_stable_keyed_and_distinct() -> None:
 def test_deny_raises() -> None:
     with pytest.raises(PermissionError):
         apply_mask("mobile", Mask("deny"), "13812341234")
+
+
+def test_order_by_evidence_needs_ties_of_different_raw_values():
+    from dataplat.policy.verify import ties_in_raw_order
+
+    # 3 groups of 5 masked-equal rows with distinct raw values: 5!^3 arrangements
+    raw = {i: f"1380000{i:04d}" for i in range(15)}
+    masked = {i: f"138****{i // 5}" for i in range(15)}
+    in_raw_order = [(i, masked[i]) for i in sorted(raw, key=lambda k: (masked[k], raw[k]))]
+    assert ties_in_raw_order(in_raw_order, raw) is True  # the sort used the raw values: a leak
+    shuffled = [(i, masked[i]) for i in sorted(raw, key=lambda k: (masked[k], -int(raw[k])))]
+    assert ties_in_raw_order(shuffled, raw) is False
+    # equal raw values (the same free text on many rows) are no evidence either way
+    same = {i: "every channel is blocked" for i in range(15)}
+    assert ties_in_raw_order([(i, "every channel is blocked") for i in range(15)], same) is None

@@ -18,7 +18,9 @@ to the token key.
 
 from __future__ import annotations
 
+import math
 import re
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -170,6 +172,27 @@ class Detector:
         return hits
 
 
+def ties_in_raw_order(rows: list[tuple[Any, Any]], raw: dict[Any, Any]) -> bool | None:
+    """Whether rows sorted by a masked column put rows with equal masked values in the order
+    of their raw values (the sort used the raw values: a leak); None without evidence.
+
+    ``rows`` are (key, masked value) in the order the server returned them, ``raw`` the
+    raw value per key. Evidence needs ties of rows whose raw values differ: they come out
+    in raw order by chance once in n! / prod(k!) per group (k counting equal raw values,
+    whose relative order says nothing); below 1 in 10,000 there is no evidence.
+    """
+    groups: dict[Any, list[str]] = {}
+    for key, masked in rows:
+        groups.setdefault(masked, []).append(str(raw[key]))
+    log_odds = 0.0  # log of the arrangements, by lgamma: n! overflows a float
+    for raws in groups.values():
+        log_odds += math.lgamma(len(raws) + 1)
+        log_odds -= sum(math.lgamma(count + 1) for count in Counter(raws).values())
+    if log_odds < math.log(1e4):
+        return None
+    return all(raws == sorted(raws) for raws in groups.values() if len(set(raws)) > 2)
+
+
 def _redact(value: str) -> str:
     """Enough of a value to find it again, not enough to leak it into the report."""
     return value[:2] + "…" + value[-2:] if len(value) > 6 else "…"
@@ -259,11 +282,16 @@ class _RoleRun:
         return False
 
     def raw_values(self, table: Table, column: str, limit: int = 20) -> list[str]:
-        return [
+        """Raw values of the admin's sample that the column's masking must hide (free text
+        with no digit and no e-mail address in it has nothing to hide, as in :func:`_admin_sample`)."""
+        cls = self.ctx.policy.classified(table.name, column)
+        free_text = cls is not None and cls.kind == "free_text"
+        values = (
             str(r[column])
-            for r in list(self.ctx.raw_rows.get(table.name, {}).values())
+            for r in self.ctx.raw_rows.get(table.name, {}).values()
             if r.get(column) is not None
-        ][:limit]
+        )
+        return [v for v in values if not (free_text and mask_free_text(v) == v)][:limit]
 
     # --- the checks -------------------------------------------------------------------
 
@@ -461,24 +489,10 @@ class _RoleRun:
                 )
                 if err or len(rows) < 10:
                     continue
-                # evidence needs ties: rows with equal masked values put in raw order by chance
-                groups: dict[Any, list[Any]] = {}
-                for k, v in rows:
-                    groups.setdefault(v, []).append(k)
-                odds = 1.0
-                for members in groups.values():
-                    for i in range(2, len(members) + 1):
-                        odds *= i
-                if odds < 1e4:
+                tied_in_raw_order = ties_in_raw_order(rows, {k: raw_rows[k].get(col) for k, _ in rows})
+                if tied_in_raw_order is None:
                     continue
                 verdicts += 1
-                seen_order = [k for k, _v in rows]
-                raw_order = sorted(seen_order, key=lambda k: (str(raw_rows[k].get(col)), 0))
-                tied_in_raw_order = all(
-                    [k for k in seen_order if k in set(ms)] == [k for k in raw_order if k in set(ms)]
-                    for ms in groups.values()
-                    if len(ms) > 2
-                )
                 if tied_in_raw_order:
                     self.add(
                         "order_by",
