@@ -45,7 +45,11 @@ class Problem:
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}" if self.line else self.file
-        return f"{where}: {self.field}: {self.message}"
+        return f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {"file": self.file, "line": self.line, "field": self.field, "message": self.message}
 
 
 def line_of(node: Any, key: Any = None) -> int | None:

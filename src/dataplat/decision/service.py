@@ -40,9 +40,7 @@ import asyncio
 import json
 import logging
 import os
-import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -401,37 +399,12 @@ def create_app() -> DecisionApp:
 
 def serve(config: ServiceConfig, log_level: str = "warning") -> None:
     """Run the service in the foreground until SIGTERM/SIGINT (``config.workers`` processes)."""
-    import uvicorn
-    from uvicorn.supervisors import Multiprocess
+    from dataplat.serving.server import run_asgi_workers
 
-    from dataplat.serving.server import listen_socket
-
-    metrics_dir = Path(tempfile.mkdtemp(prefix="dataplat-decision-metrics-"))
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     os.environ["DATAPLAT_DECISION_LOG_LEVEL"] = log_level
     os.environ.update(config.to_env())
-    uv_config = uvicorn.Config(
-        "dataplat.decision.service:create_app",
-        factory=True,
-        host=config.host,
-        port=config.port,
-        workers=config.workers,
-        http="httptools",
-        loop="asyncio",
-        lifespan="on",
-        access_log=False,
-        log_level=log_level,
-        server_header=False,
-        date_header=False,
-        timeout_graceful_shutdown=5,
-        backlog=2048,
-    )
-    sock = listen_socket(config.host, config.port, backlog=2048)
-    try:
-        Multiprocess(uv_config, sockets=[sock]).run()
-    finally:
-        sock.close()
-        shutil.rmtree(metrics_dir, ignore_errors=True)
+    run_asgi_workers("dataplat.decision.service:create_app", config.host, config.port, config.workers,
+                     log_level=log_level, backlog=2048, metrics_prefix="dataplat-decision-metrics-")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -44,6 +44,7 @@ from typing import Any
 from dataplat.config import PROJECT_ROOT
 from dataplat.decision.events import EVENT_TYPES
 from dataplat.errors import ConfigError
+from dataplat.yamldoc import Problem
 
 DEFAULT_STRATEGIES_DIR = PROJECT_ROOT / "strategies"
 CHANNELS: tuple[str, ...] = ("app_push", "sms", "rm_task")
@@ -52,20 +53,6 @@ SEGMENTS: tuple[str, ...] = ("mass", "affluent", "private")
 WEEKDAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 _TIME = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One thing wrong in a strategy file: where (file, line, field) and what."""
-
-    file: str
-    line: int | None
-    field: str
-    message: str
-
-    def __str__(self) -> str:
-        where = f"{self.file}:{self.line}" if self.line else self.file
-        return f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
 
 
 class StrategyError(ConfigError):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any
 
 from dataplat.errors import ConfigError, DataplatError
+from dataplat.yamldoc import Problem
 
 KINDS: tuple[str, ...] = (
     "name",
@@ -69,24 +69,6 @@ class PolicyError(ConfigError):
 
 class PolicyApplyError(DataplatError):
     """Compiled policies could not be applied (the previous ones stay in force)."""
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One validation problem: where (file, line, field) and what to fix."""
-
-    file: str
-    line: int | None
-    field: str
-    message: str
-
-    def __str__(self) -> str:
-        where = f"{self.file}:{self.line}" if self.line else self.file
-        return f"{where}: {self.field}: {self.message}"
-
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return {"file": self.file, "line": self.line, "field": self.field, "message": self.message}
 
 
 @dataclass(frozen=True)

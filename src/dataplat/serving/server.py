@@ -490,24 +490,37 @@ def parse_listen(value: str) -> tuple[str, int]:
 
 def serve(config: ServerConfig, log_level: str = "warning") -> None:
     """Run the server in the foreground until SIGTERM/SIGINT (uvicorn, ``config.workers`` processes)."""
-    import uvicorn
-    from uvicorn.supervisors import Multiprocess
-
     # check the repository here, so a bad one fails before any worker starts
     repository = ModelRepository(config.repo)
     if not repository.models():
         from dataplat.serving.model import ModelError
 
         raise ModelError(f"no model in the repository {config.repo}")
-    metrics_dir = Path(tempfile.mkdtemp(prefix="dataplat-serving-metrics-"))
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     os.environ.update(config.to_env())
+    run_asgi_workers("dataplat.serving.server:create_app", config.host, config.port, config.workers,
+                     log_level=log_level, backlog=1024, metrics_prefix="dataplat-serving-metrics-")
+
+
+def run_asgi_workers(factory: str, host: str, port: int, workers: int, *, log_level: str = "warning",
+                     backlog: int = 1024, metrics_prefix: str = "dataplat-metrics-") -> None:
+    """Run the ASGI app ``factory`` (``module:function``) in ``workers`` processes until
+    SIGTERM/SIGINT: uvicorn with httptools behind its supervisor, which starts a worker
+    that dies again; the workers share one listening socket with ``TCP_NODELAY``
+    (:func:`listen_socket`), and their Prometheus metrics are summed through a
+    multiprocess folder that is removed at the end. The app reads its settings from the
+    environment, which the caller sets before calling.
+    """
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    metrics_dir = Path(tempfile.mkdtemp(prefix=metrics_prefix))
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     uv_config = uvicorn.Config(
-        "dataplat.serving.server:create_app",
+        factory,
         factory=True,
-        host=config.host,
-        port=config.port,
-        workers=config.workers,
+        host=host,
+        port=port,
+        workers=workers,
         http="httptools",
         loop="asyncio",
         lifespan="on",
@@ -516,11 +529,10 @@ def serve(config: ServerConfig, log_level: str = "warning") -> None:
         server_header=False,
         date_header=False,
         timeout_graceful_shutdown=5,
-        backlog=1024,
+        backlog=backlog,
     )
-    sock = listen_socket(config.host, config.port, backlog=1024)
+    sock = listen_socket(host, port, backlog=backlog)
     try:
-        # uvicorn's supervisor: workers share the socket, one that dies is started again
         Multiprocess(uv_config, sockets=[sock]).run()
     finally:
         sock.close()
