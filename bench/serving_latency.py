@@ -49,16 +49,16 @@ import asyncio
 import json
 import os
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
+
+from proclib import free_port, pct, stop, wait_ready
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -93,37 +93,10 @@ class OnnxRuntimeModel(MLModel):
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
-def wait_ready(url: str, timeout: float, proc: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + timeout
-    delay = 0.05
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}:\n{log.read_text()[-2000:]}")
-        try:
-            with urllib.request.urlopen(url, timeout=1) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(delay)
-        delay = min(delay * 1.5, 0.5)
-    raise RuntimeError(f"{url} not ready after {timeout:.0f} s:\n{log.read_text()[-2000:]}")
 
 
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
 
 
 # --- load generator ---------------------------------------------------------------------
@@ -163,11 +136,6 @@ def build_request(port: int, path: str, body: bytes) -> bytes:
     ).encode() + body
 
 
-def pct(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    s = sorted(values)
-    return s[min(len(s) - 1, int(round(q / 100 * (len(s) - 1))))]
 
 
 async def sequential(port: int, request: bytes, n: int) -> dict[str, float]:
@@ -300,7 +268,7 @@ def start_thin(repo: Path, workers: int, tmp: Path) -> tuple[subprocess.Popen[by
     argv = [sys.executable, "-m", "dataplat.serving.server", "--repo", str(repo)]
     argv += ["--listen", f"127.0.0.1:{port}", "--workers", str(workers), "--max-inflight", "256"]
     proc = subprocess.Popen(argv, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
-    wait_ready(f"http://127.0.0.1:{port}/v2/models/propensity/ready", 60, proc, log)
+    wait_ready(f"http://127.0.0.1:{port}/v2/models/propensity/ready", proc, log, 60)
     return proc, port, log
 
 
@@ -352,7 +320,7 @@ def start_mlserver(
         [binary, "start", str(root)], stdout=log.open("wb"), stderr=subprocess.STDOUT,
         start_new_session=True, cwd=root, env=env,
     )  # fmt: skip
-    wait_ready(f"http://127.0.0.1:{port}/v2/models/propensity/ready", 120, proc, log)
+    wait_ready(f"http://127.0.0.1:{port}/v2/models/propensity/ready", proc, log, 120)
     return proc, port, log
 
 
