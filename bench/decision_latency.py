@@ -57,7 +57,6 @@ import json
 import os
 import random
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -66,7 +65,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from proclib import free_port, pct, stop, wait_ready
+from proclib import Conn, build_request, free_port, pct, stop, wait_ready
 
 REPO = Path(__file__).resolve().parents[1]
 EVENT_TYPES = ("payroll_credited", "large_inflow", "product_maturity", "transfer_out_other_bank", "app_login")
@@ -166,36 +165,6 @@ def start(argv: list[str], log: Path, env: dict[str, str] | None = None) -> subp
 # --- load generator -----------------------------------------------------------------------
 
 
-class Conn:
-    """One keep-alive HTTP/1.1 connection."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, port: int) -> None:
-        self.reader, self.writer, self.port = reader, writer, port
-
-    @classmethod
-    async def open(cls, port: int) -> Conn:
-        r, w = await asyncio.open_connection("127.0.0.1", port)
-        w.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return cls(r, w, port)
-
-    async def post(self, body: bytes) -> int:
-        self.writer.write(
-            b"POST /v1/decisions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-            b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
-        )
-        head = await self.reader.readuntil(b"\r\n\r\n")
-        status = int(head[9:12])
-        length = 0
-        for line in head.split(b"\r\n"):
-            if line[:15].lower() == b"content-length:":
-                length = int(line[15:])
-        await self.reader.readexactly(length)
-        return status
-
-    def close(self) -> None:
-        self.writer.close()
-
-
 class Events:
     """Fresh events: a new id every time, a random customer, type and amount."""
 
@@ -229,7 +198,7 @@ async def closed_loop(port: int, events: Events, concurrency: int, duration: flo
         while time.perf_counter() < end:
             body = events.next()
             t0 = time.perf_counter()
-            status = await c.post(body)
+            status = await c.roundtrip(build_request(port, "/v1/decisions", body))
             statuses[status] = statuses.get(status, 0) + 1
             if status == 200:
                 lat.append(time.perf_counter() - t0)
@@ -266,7 +235,7 @@ async def open_loop(
             conn = await Conn.open(port)
         else:
             conn = await idle.get()
-        status = await conn.post(body)
+        status = await conn.roundtrip(build_request(port, "/v1/decisions", body))
         statuses[status] = statuses.get(status, 0) + 1
         if status == 200:
             lat.append(time.perf_counter() - scheduled)

@@ -3,6 +3,7 @@ stopping, percentiles. Imported as a sibling module (the scripts run as ``python
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -55,3 +56,39 @@ def pct(values: list[float], q: float) -> float:
         return float("nan")
     s = sorted(values)
     return s[min(len(s) - 1, int(round(q / 100 * (len(s) - 1))))]
+
+
+class Conn:
+    """One keep-alive HTTP/1.1 connection to 127.0.0.1 (``TCP_NODELAY``) for closed-loop clients."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def open(cls, port: int) -> Conn:
+        r, w = await asyncio.open_connection("127.0.0.1", port)
+        w.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return cls(r, w)
+
+    async def roundtrip(self, request: bytes) -> int:
+        """Send ``request`` (whole HTTP bytes), read the answer, return its status."""
+        self.writer.write(request)
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        status = int(head[9:12])
+        length = 0
+        for line in head.split(b"\r\n"):
+            if line[:15].lower() == b"content-length:":
+                length = int(line[15:])
+        await self.reader.readexactly(length)
+        return status
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def build_request(port: int, path: str, body: bytes) -> bytes:
+    """An HTTP/1.1 POST of a JSON ``body`` to ``path``."""
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
