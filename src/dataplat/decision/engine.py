@@ -30,7 +30,6 @@ from dataplat.decision.warehouse import (
     ConnectionPool,
     CustomerKey,
     CustomerView,
-    DecisionRow,
     Overloaded,
     Recorder,
     StoredDecision,
@@ -285,7 +284,7 @@ class Engine:
             pool=None if pool_name in ("none", "skipped") else pool_name,
         )
         decision.latency_ms = (time.perf_counter() - started) * 1000
-        row = DecisionRow(
+        row = StoredDecision(
             event_id=event.event_id,
             customer_id=event.customer_id,
             ts=dt.datetime.now(dt.UTC),
@@ -297,7 +296,7 @@ class Engine:
             degraded=degraded,
             latency_ms=decision.latency_ms,
             strategy=name,
-            reasons=decision.reasons,
+            reasons=tuple(decision.reasons),
             pool=decision.pool,
         )
         t0 = time.perf_counter()

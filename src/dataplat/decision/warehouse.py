@@ -227,7 +227,8 @@ _CATEGORIES = ("deposit", "wealth_management", "fund", "insurance")
 
 @dataclass(frozen=True)
 class StoredDecision:
-    """A row of ``bank.decisions`` (``reason`` decoded)."""
+    """A row of ``bank.decisions`` (``reason`` decoded): what the engine records, and what it
+    reads back for a replayed event id."""
 
     event_id: str
     customer_id: int
@@ -242,6 +243,13 @@ class StoredDecision:
     strategy: str
     reasons: tuple[str, ...]
     pool: str | None = None
+
+    def reason_json(self) -> str:
+        """What goes into ``bank.decisions.reason``: strategy, reasons, pool as JSON."""
+        doc: dict[str, Any] = {"strategy": self.strategy, "reasons": list(self.reasons)}
+        if self.pool:
+            doc["pool"] = self.pool
+        return json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
 
     @classmethod
     def from_row(cls, row: Sequence[Any]) -> StoredDecision:
@@ -414,35 +422,12 @@ async def ping(pool: ConnectionPool, timeout_s: float = 1.0) -> bool:
 # --- recording --------------------------------------------------------------------------
 
 
-@dataclass
-class DecisionRow:
-    """A decision to insert into ``bank.decisions``."""
-
-    event_id: str
-    customer_id: int
-    ts: dt.datetime
-    event_type: str
-    campaign_id: int | None
-    offer: str | None
-    channel: str | None
-    score: float | None
-    degraded: bool
-    latency_ms: float
-    strategy: str
-    reasons: list[str]
-    pool: str | None = None
-
-    def reason_json(self) -> str:
-        doc: dict[str, Any] = {"strategy": self.strategy, "reasons": self.reasons}
-        if self.pool:
-            doc["pool"] = self.pool
-        return json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
-
-
-async def write_decisions(pool: ConnectionPool, rows: Sequence[DecisionRow]) -> list[StoredDecision | None]:
+async def write_decisions(
+    pool: ConnectionPool, rows: Sequence[StoredDecision]
+) -> list[StoredDecision | None]:
     """Insert ``rows`` in one statement and one commit; per row None when inserted, or the
     decision already stored under its event id (a duplicate inside ``rows`` gets the first's)."""
-    first: dict[str, DecisionRow] = {}
+    first: dict[str, StoredDecision] = {}
     for r in rows:
         first.setdefault(r.event_id, r)
     unique = list(first.values())
@@ -472,7 +457,7 @@ async def write_decisions(pool: ConnectionPool, rows: Sequence[DecisionRow]) -> 
         elif r.event_id in stored:
             out.append(stored[r.event_id])
         elif r.event_id in inserted:
-            out.append(_as_stored(first[r.event_id]))
+            out.append(first[r.event_id])
         else:
             raise WarehouseUnavailable(f"decision {r.event_id} neither inserted nor found")
     return out
@@ -486,7 +471,7 @@ class Recorder:
         self, pool: ConnectionPool, *, max_batch: int = 64, max_pending: int = 1024, writers: int = 2
     ) -> None:
         self.pool = pool
-        self.batcher: Batcher[DecisionRow, StoredDecision | None] = Batcher(
+        self.batcher: Batcher[StoredDecision, StoredDecision | None] = Batcher(
             lambda rows: write_decisions(pool, rows),
             name="recorder",
             max_batch=max_batch,
@@ -503,7 +488,7 @@ class Recorder:
         """Stop the writers; rows still queued fail with :class:`WarehouseUnavailable`."""
         await self.batcher.stop(WarehouseUnavailable("the service is stopping"))
 
-    async def record(self, row: DecisionRow, timeout_s: float = 2.0) -> StoredDecision | None:
+    async def record(self, row: StoredDecision, timeout_s: float = 2.0) -> StoredDecision | None:
         """Insert ``row``; None when inserted, the stored decision when the event id was there."""
         try:
             return await self.batcher.submit(row, timeout_s)
@@ -519,21 +504,3 @@ class Recorder:
 def unavailable(exc: Exception) -> Exception:
     """A batch's unexpected error as :class:`WarehouseUnavailable` (component errors pass through)."""
     return exc if isinstance(exc, ComponentError) else WarehouseUnavailable(f"{type(exc).__name__}: {exc}")
-
-
-def _as_stored(row: DecisionRow) -> StoredDecision:
-    return StoredDecision(
-        event_id=row.event_id,
-        customer_id=row.customer_id,
-        ts=row.ts,
-        event_type=row.event_type,
-        campaign_id=row.campaign_id,
-        offer=row.offer,
-        channel=row.channel,
-        score=row.score,
-        degraded=row.degraded,
-        latency_ms=row.latency_ms,
-        strategy=row.strategy,
-        reasons=tuple(row.reasons),
-        pool=row.pool,
-    )
