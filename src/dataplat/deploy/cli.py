@@ -215,6 +215,10 @@ def register(sub: Any) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_down)
 
+    from dataplat.k8s.targetcli import add_target_options
+
+    add_target_options(sub.choices["up"], sub.choices["status"], sub.choices["down"])
+
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(1)
