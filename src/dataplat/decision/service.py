@@ -397,12 +397,18 @@ def create_app() -> DecisionApp:
     return DecisionApp(ServiceConfig.from_env())
 
 
-def serve(config: ServiceConfig, log_level: str = "warning") -> None:
-    """Run the service in the foreground until SIGTERM/SIGINT (``config.workers`` processes)."""
+def serve(config: ServiceConfig, log_level: str = "warning", scaling: Any = None) -> None:
+    """Run the service in the foreground until SIGTERM/SIGINT (``config.workers`` processes, or
+    as many as ``scaling``, a :class:`~dataplat.scaling.workers.WorkerPoolConfig`, decides)."""
     from dataplat.serving.server import run_asgi_workers
 
     os.environ["DATAPLAT_DECISION_LOG_LEVEL"] = log_level
     os.environ.update(config.to_env())
+    if scaling is not None:
+        from dataplat.scaling.workers import run_scaled_workers
+
+        run_scaled_workers(scaling, log_level=log_level, metrics_prefix="dataplat-decision-metrics-")
+        return
     run_asgi_workers("dataplat.decision.service:create_app", config.host, config.port, config.workers,
                      log_level=log_level, backlog=2048, metrics_prefix="dataplat-decision-metrics-")
 
@@ -436,6 +442,9 @@ def build_parser() -> argparse.ArgumentParser:
         "survives a failover; local/off trade that for commit latency)",
     )
     p.add_argument("--log-level", default="warning")
+    from dataplat.scaling.workers import add_scaling_arguments
+
+    add_scaling_arguments(p)
     return p
 
 
@@ -469,6 +478,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         record_timeout_ms=args.record_timeout_ms,
     )
     try:
+        from dataplat.scaling.workers import scaling_config_from_args
+
+        scaling = scaling_config_from_args(
+            args, "dataplat.decision.service:create_app", host, port, args.workers, "decision"
+        )
         endpoints.load_platform(Path(config.home))
         strategies = load_strategies(config.strategies)
         specs = pool_specs(config)
@@ -481,15 +495,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DataplatError as exc:
         print(f"decision service: {exc}", file=sys.stderr)
         return 2
+    workers = (
+        f"{scaling.spec.minReplicas}..{scaling.spec.maxReplicas} workers (HPA)"
+        if scaling
+        else f"{config.workers} worker(s)"
+    )
     print(
-        f"decision service on {host}:{port}, {config.workers} worker(s), "
+        f"decision service on {host}:{port}, {workers}, "
         f"{len(strategies.strategies)} strateg{'y' if len(strategies.strategies) == 1 else 'ies'}, "
         f"pools: {', '.join(f'{s.name}({len(s.urls)})' for s in specs) or 'none (rules only)'}",
         file=sys.stderr,
         flush=True,
     )
     try:
-        serve(config, log_level=args.log_level)
+        serve(config, log_level=args.log_level, scaling=scaling)
     except DataplatError as exc:
         print(f"decision service: {exc}", file=sys.stderr)
         return exc.exit_code

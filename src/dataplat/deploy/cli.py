@@ -175,13 +175,14 @@ def render_status(report: Any) -> None:
     if report.stream:
         streams = ", ".join(f"{s['name']} ({s['messages']} msgs)" for s in report.stream.get("streams", []))
         console.print(f"stream: {', '.join(report.stream['servers'])}; streams: {streams or 'none'}")
-    for doc in report.serving.get("scaling", []):
-        from dataplat.scaling.supervisor import format_state
+    from dataplat.scaling.supervisor import format_state
 
-        lines = format_state(doc)
-        console.print(f"serving pool {lines[0]}", highlight=False)
-        for line in lines[1:]:
-            console.print(f"  {line}", highlight=False)
+    for label, section in (("serving pool", report.serving), ("decision service", report.decision)):
+        for doc in section.get("scaling", []):
+            lines = format_state(doc)
+            console.print(f"{label} {lines[0]}", highlight=False)
+            for line in lines[1:]:
+                console.print(f"  {line}", highlight=False)
     if report.lake:
         console.print(
             f"lake: {report.lake['catalog_uri']} -> {report.lake['warehouse']} "

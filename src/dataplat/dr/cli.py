@@ -1,6 +1,7 @@
-"""``dataplat drill list`` and ``dataplat drill run NAME [--repeat N] [--home DIR] [--json]``.
+"""``dataplat drill list``; ``dataplat drill run NAME [--repeat N] [--profile FILE] [--json]``.
 
-NAME is a scenario of ``dr/`` (by name) or the path of a scenario file. Exit codes of
+NAME is a scenario of ``dr/`` (by name) or the path of a scenario file; ``--profile FILE``
+replaces the scenario's workload settings with those of FILE. Exit codes of
 ``run``: 0 every target met, 1 a target or check missed, 2 the drill could not run
 (or the scenario file is invalid).
 """
@@ -48,6 +49,13 @@ def register(subparsers: Any) -> None:
         "--home", default=None, help="dataplat home of the deployed platform (default: see config)"
     )
     p.add_argument("-i", "--inventory", default=None, help="inventory (default: the one of the last deploy)")
+    p.add_argument(
+        "--profile",
+        default=None,
+        metavar="FILE",
+        help="YAML file of workload settings replacing the scenario's (e.g. the scaling drill's load "
+        "steps and HPA windows: dr/profiles/scaling-short.yml)",
+    )
     p.add_argument("--json", action="store_true", help="print results.json on stdout")
     p.set_defaults(func=cmd_run)
 
@@ -87,9 +95,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     """Run one scenario; print a summary (or results.json); the exit code is the verdict."""
     from dataplat.config import resolve_home
     from dataplat.dr.runner import run_drill
-    from dataplat.dr.scenario import find_scenario, load_scenario
+    from dataplat.dr.scenario import find_scenario, load_scenario, with_profile
 
     scenario = load_scenario(find_scenario(args.name))
+    if args.profile:
+        scenario = with_profile(scenario, args.profile)
     home = resolve_home(args.home)
     inventory = Path(args.inventory) if args.inventory else None
     progress = None if args.json else (lambda line: print(line, file=sys.stderr, flush=True))

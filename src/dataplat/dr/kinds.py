@@ -130,3 +130,66 @@ SERVING_WORKER = register_kind(
         timeouts={"replace_s": 30.0},
     )
 )
+
+_NONE_OR_FLOAT = (float, type(None))
+
+SCALING = register_kind(
+    DrillKind(
+        name="scaling",
+        run="dataplat.dr.scaling:run_repetition",
+        help="a step load (low -> high -> low users) with Locust; the HPA scales out and in; "
+        "reaction times, p99 recovery and errors per transition",
+        faults=("step-load",),
+        fault_settings={
+            "kill": Setting(
+                str,
+                "none",
+                choices=("none", "pool-replica", "decision-worker"),
+                help="kill -9 one replica during the high step (the supervisor must replace it)",
+            ),
+            "kill_at_s": Setting(float, 5.0, help="seconds after the step up"),
+        },
+        workload_settings={
+            "via": Setting(
+                str,
+                "decision",
+                choices=("decision", "pool"),
+                help="decision: POST /v1/decisions (the service scales, it scores through the pool); "
+                "pool: inference straight to the serving pool",
+            ),
+            "low_users": Setting(int, 2, help="users before and after the step (closed loop, no wait)"),
+            "high_users": Setting(int, 32, help="users during the step"),
+            "spawn_rate": Setting(float, 50.0, help="users started or stopped per second"),
+            "low_s": Setting(float, 20.0, help="seconds of low load before the step"),
+            "high_s": Setting(float, 60.0, help="seconds of high load"),
+            "after_s": Setting(float, 360.0, help="seconds of low load after the step down"),
+            "p99_slo_ms": Setting(float, 100.0, help="p99 SLO: the time until p99 is back under it"),
+            "settle_s": Setting(int, 3, help="seconds p99 must stay under the SLO to count as back"),
+            "locust_processes": Setting(int, 1, help="Locust processes"),
+            "request_timeout_s": Setting(float, 10.0),
+            "sync_period_s": Setting(
+                _NONE_OR_FLOAT, None, help="HPA patch for the drill: syncPeriodSeconds (empty: as deployed)"
+            ),
+            "scale_up_window_s": Setting(
+                _NONE_OR_FLOAT, None, help="HPA patch: behavior.scaleUp.stabilizationWindowSeconds"
+            ),
+            "scale_down_window_s": Setting(
+                _NONE_OR_FLOAT, None, help="HPA patch: behavior.scaleDown.stabilizationWindowSeconds"
+            ),
+        },
+        checks=("scaled_out", "scaled_in", "no_errors", "replica_replaced"),
+        metrics=(
+            "scale_out_reaction_s",
+            "p99_recovery_s",
+            "scale_in_s",
+            "errors",
+            "errors_scale_out",
+            "errors_scale_in",
+            "errors_kill",
+            "replacement_s",
+            "max_replicas",
+            "requests",
+        ),
+        timeouts={"settle_s": 60.0, "scale_in_s": 120.0, "replace_s": 30.0, "patch_s": 10.0},
+    )
+)

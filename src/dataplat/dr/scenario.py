@@ -306,7 +306,9 @@ def _settings(
     spec: Mapping[str, Setting],
     bad: Callable[[Any, Any, str, str], None],
     fname: str,
+    label: str | None = None,
 ) -> dict[str, Any]:
+    label = f"{section}." if label is None else label
     out = {k: s.default for k, s in spec.items()}
     node = doc.get(section, CommentedMap())
     if not isinstance(node, CommentedMap):
@@ -314,7 +316,7 @@ def _settings(
         return out
     allowed = set(spec) | ({"type"} if section == "fault" else set())
     for key, value in node.items():
-        fieldname = f"{section}.{key}"
+        fieldname = f"{label}{key}"
         if key not in allowed:
             bad(node, key, fieldname, f"unknown setting (known: {', '.join(sorted(allowed))})")
             continue
@@ -333,9 +335,36 @@ def _settings(
     for key, s in spec.items():
         if s.required and key not in node:
             bad(
-                node if len(node) else doc, None if not len(node) else None, f"{section}.{key}", "is required"
+                node if len(node) else doc, None if not len(node) else None, f"{label}{key}", "is required"
             )
     return out
+
+
+def load_profile(path: str | Path, kind_name: str) -> dict[str, Any]:
+    """A profile file (``drill run --profile FILE``): workload settings of the kind, replacing the
+    scenario's. Every problem is reported at once with file, line and field (:class:`ScenarioError`)."""
+    path = Path(path)
+    fname = str(path)
+    kind = KINDS[kind_name]
+    doc = load_mapping(path, "profile", ScenarioError, f"workload settings of a {kind_name} drill")
+    problems: list[Problem] = []
+
+    def bad(node: Any, key: Any, fieldname: str, message: str) -> None:
+        problems.append(Problem(fname, line_of(node, key), fieldname, message))
+
+    wrapper = CommentedMap()
+    wrapper["workload"] = doc
+    values = _settings(wrapper, "workload", kind.workload_settings, bad, fname, label="")
+    if problems:
+        raise ScenarioError(f"profile {fname} is invalid ({len(problems)} problem(s))", problems)
+    return {str(k): values[str(k)] for k in doc}
+
+
+def with_profile(scenario: Scenario, path: str | Path) -> Scenario:
+    """``scenario`` with the workload settings of the profile file at ``path`` in place of its own."""
+    from dataclasses import replace
+
+    return replace(scenario, workload={**scenario.workload, **load_profile(path, scenario.kind)})
 
 
 def scenario_paths(directory: Path = SCENARIO_DIR) -> list[Path]:

@@ -51,6 +51,7 @@ class StatusReport:
     stream: dict[str, Any] = field(default_factory=dict)
     lake: dict[str, Any] = field(default_factory=dict)
     serving: dict[str, Any] = field(default_factory=dict)
+    decision: dict[str, Any] = field(default_factory=dict)
 
     @property
     def healthy(self) -> bool:
@@ -65,6 +66,7 @@ class StatusReport:
             "stream": self.stream,
             "lake": self.lake,
             "serving": self.serving,
+            "decision": self.decision,
         }
 
 
@@ -231,10 +233,14 @@ def platform_status(home: Path, this_process: str | None = None) -> StatusReport
         report.warehouse = _warehouse(platform)
     if platform.by_component("stream"):
         report.stream = _stream(platform)
-    if platform.by_component("serving"):
+    if platform.by_component("serving") or platform.by_component("decision"):
         from dataplat.scaling.supervisor import pool_states
 
-        report.serving = {"scaling": pool_states(platform.run_dir)}
+        states = pool_states(platform.run_dir)
+        if platform.by_component("serving"):
+            report.serving = {"scaling": [s for s in states if s.get("component", "serving") == "serving"]}
+        if platform.by_component("decision"):
+            report.decision = {"scaling": [s for s in states if s.get("component") == "decision"]}
     lake = platform.settings.get("lake")
     if lake:
         report.lake = {

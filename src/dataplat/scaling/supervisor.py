@@ -39,6 +39,9 @@ Design: what Kubernetes does with a Deployment, a Service and an HPA, in one asy
   metric, each replica, the last scaling events with their reason) after every sync and
   event, written atomically; ``dataplat status`` reads it. Prometheus metrics are served at
   ``/metrics`` on the pool's port (each replica's own ``/metrics`` stays on its port).
+* **Patches**: SIGHUP applies ``<state-dir>/<pool>.hpa-patch.json`` over the HPA the
+  supervisor was started with, or restores that HPA when the file is gone
+  (:mod:`dataplat.scaling.patch`; the scaling drill shortens the windows this way).
 """
 
 from __future__ import annotations
@@ -77,6 +80,7 @@ from dataplat.scaling.hpa import (
     inflight_metric,
     latency_metric,
 )
+from dataplat.scaling.patch import Controller, apply_patch, clear_patch, read_patch
 
 __all__ = [
     "Replica",
@@ -383,6 +387,11 @@ class Supervisor:
             raise ConfigError("invalid pool supervisor settings:\n  " + "\n  ".join(problems))
         self.config = config
         self.hpa = HorizontalAutoscaler(config.spec, tolerance=config.tolerance)
+        self.base = Controller(config.spec, config.sync_period_s, config.tolerance)
+        self.controller = self.base
+        """The HPA and controller flags in force: the deployed ones, or a patch's (:meth:`reload`)."""
+        self.patch: dict[str, Any] | None = None
+        self._wake = asyncio.Event()
         self.replicas: list[Replica] = []
         self.target_replicas = config.spec.minReplicas
         """The scale's ``spec.replicas``: what the HPA last decided."""
@@ -412,6 +421,7 @@ class Supervisor:
         """Open the pool's port, start ``minReplicas`` replicas and the loops."""
         c = self.config
         c.state_dir.mkdir(parents=True, exist_ok=True)
+        clear_patch(c.state_dir, c.pool)
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=0, limit_per_host=0, keepalive_timeout=30),
             timeout=aiohttp.ClientTimeout(total=c.request_timeout_s, sock_connect=1.0),
@@ -481,7 +491,8 @@ class Supervisor:
         from dataplat.deploy.daemon import port_in_use
 
         c = self.config
-        for port in range(c.replica_port_start, c.replica_port_start + max(4 * c.spec.maxReplicas, 32)):
+        span = max(4 * self.controller.spec.maxReplicas, 32)
+        for port in range(c.replica_port_start, c.replica_port_start + span):
             if port not in used and not port_in_use(c.replica_host, port):
                 self._reserved_ports.add(port)  # until the replica is in self.replicas
                 return port
@@ -660,7 +671,7 @@ class Supervisor:
         """The metric values of this sync, by metric name (consumes the period's counters)."""
         live = self._live()
         out: dict[str, Any] = {}
-        for metric in self.config.spec.metrics:
+        for metric in self.controller.spec.metrics:
             if metric.type == "Pods":
                 out[metric.name] = [
                     ReplicaSample(r.average_inflight(now)) if r.routable else ReplicaSample(None, ready=False)
@@ -679,7 +690,7 @@ class Supervisor:
         return out
 
     def _p95(self, now: float) -> float | None:
-        cutoff = now - self.config.sync_period_s
+        cutoff = now - self.controller.sync_period_s
         values = sorted(lat for t, lat in self._latencies if t > cutoff)
         if not values:
             return 0.0
@@ -712,12 +723,35 @@ class Supervisor:
         return decision
 
     async def _sync_loop(self) -> None:
-        period = self.config.sync_period_s
-        next_at = time.monotonic() + period
+        next_at = time.monotonic() + self.controller.sync_period_s
         while True:
-            await asyncio.sleep(max(0.0, next_at - time.monotonic()))
-            next_at += period
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), max(0.0, next_at - time.monotonic()))
+            if self._wake.is_set():  # a patch changed the period: a new one starts now
+                next_at = time.monotonic() + self.controller.sync_period_s
+                continue
+            next_at += self.controller.sync_period_s
             self.sync()
+
+    def reload(self) -> None:
+        """SIGHUP: apply the HPA patch file over the deployed HPA, or restore it when there is none
+        (:mod:`dataplat.scaling.patch`)."""
+        c = self.config
+        try:
+            doc = read_patch(c.state_dir, c.pool)
+            controller = self.base if doc is None else apply_patch(self.base, doc)
+        except ConfigError as exc:
+            self._event("HPAPatchRejected", str(exc))
+            self.write_state()
+            return
+        self.controller, self.patch = controller, doc
+        self.hpa.spec, self.hpa.tolerance = controller.spec, controller.tolerance
+        self.metrics.min.labels(c.pool).set(controller.spec.minReplicas)
+        self.metrics.max.labels(c.pool).set(controller.spec.maxReplicas)
+        self._event("HPAPatched" if doc else "HPARestored", json.dumps(doc) if doc else "deployed HPA")
+        self._wake.set()
+        self.write_state()
 
     # --- the proxy ----------------------------------------------------------------------
 
@@ -765,7 +799,8 @@ class Supervisor:
         m.inflight.labels(pool).inc()
         status = 502
         try:
-            for attempt in range(max(3, 2 * self.config.spec.maxReplicas)):
+            attempts = max(3, 2 * self.controller.spec.maxReplicas)
+            for attempt in range(attempts):
                 try:
                     replica = await self._pick_or_wait(tried, deadline)
                 except NoReplica:
@@ -783,7 +818,7 @@ class Supervisor:
                 try:
                     async with self._session.request(request.method, url, data=body, headers=headers) as resp:
                         data = await resp.read()
-                        if resp.status == 503 and attempt + 1 < max(3, 2 * self.config.spec.maxReplicas):
+                        if resp.status == 503 and attempt + 1 < attempts:
                             continue  # the replica sheds load: another may take it
                         status = resp.status
                         out = {k: v for k, v in resp.headers.items() if k.lower() in _HOP_HEADERS}
@@ -840,7 +875,7 @@ class Supervisor:
 
     def state(self, stopped: bool = False) -> dict[str, Any]:
         """What ``dataplat status`` shows: current, desired, bounds, metric, replicas, events."""
-        c, d = self.config, self.last_decision
+        c, d, spec = self.config, self.last_decision, self.controller.spec
         live = self._live()
         ready = sum(1 for r in live if r.routable)
         m, pool = self.metrics, c.pool
@@ -849,6 +884,8 @@ class Supervisor:
         m.ready.labels(pool).set(0 if stopped else ready)
         return {
             "pool": c.pool,
+            "component": "serving",
+            "mode": "replicas",
             "pid": os.getpid(),
             "running": not stopped,
             "updated_at": round(time.time(), 3),
@@ -857,21 +894,23 @@ class Supervisor:
             "desired": d.desired if d else self.target_replicas,
             "running_replicas": len(live),
             "ready": 0 if stopped else ready,
-            "minReplicas": c.spec.minReplicas,
-            "maxReplicas": c.spec.maxReplicas,
-            "sync_period_s": c.sync_period_s,
+            "minReplicas": spec.minReplicas,
+            "maxReplicas": spec.maxReplicas,
+            "sync_period_s": self.controller.sync_period_s,
+            "tolerance": self.controller.tolerance,
+            "patch": self.patch,
             "metrics": [
                 {"name": s.name, "current": s.current, "target": s.target, "ratio": s.ratio}
                 for s in (d.metrics if d else ())
             ]
             or [
                 {"name": mt.name, "current": None, "target": mt.target, "ratio": None}
-                for mt in c.spec.metrics
+                for mt in spec.metrics
             ],
             "last_decision": d.to_dict() if d else None,
             "replicas": [r.to_dict() for r in self.replicas],
             "events": list(self.events),
-            "hpa": c.spec.to_dict(),
+            "hpa": spec.to_dict(),
         }
 
     def write_state(self, stopped: bool = False) -> None:
@@ -1003,6 +1042,7 @@ async def _serve(config: SupervisorConfig) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, supervisor.request_stop)
+    loop.add_signal_handler(signal.SIGHUP, supervisor.reload)
     await supervisor.run()
     return 0
 
