@@ -138,7 +138,7 @@ def test_changed_inventory_value_shows_in_the_dry_run_diff(
     assert rc == 0 and doc["dry_run"] and doc["diff"]["summary"]["update"] == 1
 
 
-def test_prune_deletes_what_is_no_longer_rendered(fake, kubeconfig, cluster, rendered, tmp_path, capsys):
+def test_prune_deletes_what_is_no_longer_rendered(fake, cluster, rendered, tmp_path):
     """Fake API (no Kubernetes API server can run here): a serving pool removed from the
     inventory has its Deployment and Service pruned; objects owned by a controller or not
     labelled part-of dataplat are left alone; --no-prune keeps everything."""
@@ -154,20 +154,20 @@ def test_prune_deletes_what_is_no_longer_rendered(fake, kubeconfig, cluster, ren
             "      - name: cpu\n        accelerator: cpu\n        priority: 100\n        replicas: 2\n", ""
         )
     )
-    base = ["up", "--target", "k8s", "-i", str(inv), "--kubeconfig", str(kubeconfig)]
-    assert main([*base, "--dry-run"]) == 0
-    out = capsys.readouterr().out
+    fewer = render_inventory(inv)
+    assert fewer.ok
+    out = _up(cluster, fewer.objects, dry_run=True).diff.render()
     assert "- prune     Deployment/serving-cpu -n dataplat (apps/v1)" in out
     assert "- prune     Service/serving-cpu -n dataplat (v1)" in out
     # the decision service's pool list changes with the pools
     assert "~ update    Deployment/decision -n dataplat (apps/v1)" in out
     assert "0 to create, 1 to update, 2 to prune, 26 unchanged" in out
     fake.clear_requests()
-    assert main([*base, "--no-prune", "--timeout", "5"]) == 0
+    assert _up(cluster, fewer.objects, prune=False).ok
     assert [(r.method, r.path.rsplit("/", 1)[1]) for r in fake.writes()] == [("PATCH", "decision")]
     assert fake.get("Deployment", "serving-cpu") is not None
     fake.clear_requests()
-    assert main([*base, "--timeout", "5"]) == 0
+    assert _up(cluster, fewer.objects).pruned == ["Deployment/serving-cpu", "Service/serving-cpu"]
     assert [r.path for r in fake.calls("DELETE")] == [
         "/apis/apps/v1/namespaces/dataplat/deployments/serving-cpu",
         "/api/v1/namespaces/dataplat/services/serving-cpu",
@@ -183,14 +183,21 @@ def test_readiness_wait_reports_progress_until_ready(fake, cluster, rendered):
     workload waiting, then ready."""
     fake.auto_ready = False
     seen: list[Readiness] = []
-    timer = threading.Timer(0.3, fake.mark_ready)
-    timer.start()
+    timers: list[threading.Timer] = []
+
+    def on_ready(r: Readiness) -> None:
+        seen.append(r)
+        if not timers:  # the wait has begun: every object is applied
+            timers.append(threading.Timer(0.3, fake.mark_ready))
+            timers[0].start()
+
     try:
-        result = _up(cluster, rendered.objects, timeout=10, on_ready=seen.append)
+        result = _up(cluster, rendered.objects, timeout=10, on_ready=on_ready)
     finally:
-        timer.cancel()
+        for t in timers:
+            t.cancel()
     assert result.ok, result.error
-    assert result.readiness is not None and result.readiness.seconds > 0
+    assert result.readiness is not None and result.readiness.seconds >= 0.3
     by_label: dict[str, list[str]] = {}
     for r in seen:
         by_label.setdefault(r.label, []).append(r.state)

@@ -135,7 +135,10 @@ def _console(args: argparse.Namespace) -> Any:
 
 
 def _render(args: argparse.Namespace) -> Any:
-    """The render of the inventory for the namespace; None (problems printed) when it has errors."""
+    """The render of the inventory for the namespace; None (problems printed) when it has errors.
+
+    Called after :func:`_connect` (which only reads), so a missing or unreachable cluster is
+    reported before the slower render, and before anything is written."""
     from dataplat.k8s.render import render_inventory
 
     inventory = resolve_inventory(args.inventory)
@@ -175,11 +178,11 @@ def cmd_up(args: argparse.Namespace) -> int:
     """Render, diff, apply, prune, wait; or with --dry-run print the diff only."""
     from dataplat.k8s import applier
 
+    cluster = _connect(args)
     result = _render(args)
     if result is None:
         return 1
     console = _console(args)
-    cluster = _connect(args)
     ns = _namespace(args)
     console.print(f"[bold]cluster[/] {cluster.host} ({cluster.source}), namespace {ns}")
     if args.force_conflicts and not args.dry_run:
@@ -230,10 +233,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     """Every workload's readiness, the warehouse primary and the autoscalers, from the cluster."""
     from dataplat.k8s.applier import cluster_status
 
+    cluster = _connect(args)
     result = _render(args)
     if result is None:
         return 1
-    cluster = _connect(args)
     report = cluster_status(cluster, result.manifests, _namespace(args))
     if args.json:
         print(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
@@ -265,11 +268,11 @@ def cmd_down(args: argparse.Namespace) -> int:
     """Delete the platform's objects in reverse order; claims and namespace kept unless --purge."""
     from dataplat.k8s.applier import down
 
+    cluster = _connect(args)
     result = _render(args)
     if result is None:
         return 1
     console = _console(args)
-    cluster = _connect(args)
     ns = _namespace(args)
 
     def on_step(action: str, label: str, detail: str) -> None:
