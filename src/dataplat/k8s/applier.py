@@ -201,7 +201,7 @@ def live_objects(
     for api_version, kind in PRUNE_KINDS:
         if not cluster.serves(api_version, kind):
             continue
-        for item in cluster.list(api_version, kind, namespace, label_selector=selector):
+        for item in cluster.list_objects(api_version, kind, namespace, label_selector=selector):
             key = object_key(item)
             if key not in wanted and not _owned(item) and key[2] == namespace:
                 extra.append(item)
@@ -384,7 +384,9 @@ def _autoscaler_readiness(live: Mapping[str, Any] | None, key: Key) -> Readiness
     spec, status = live.get("spec") or {}, live.get("status") or {}
     if live.get("kind") == "ScaledObject":
         low, high = spec.get("minReplicaCount", 0), spec.get("maxReplicaCount", "?")
-        active = next((c for c in status.get("conditions") or [] if c.get("type") == "Active"), {})
+        active: dict[str, Any] = next(
+            (c for c in status.get("conditions") or [] if c.get("type") == "Active"), {}
+        )
         summary = f"bounds {low}-{high}, active={active.get('status', '?')}"
         return Readiness(key, "present", summary)
     current, desired = status.get("currentReplicas"), status.get("desiredReplicas")
@@ -419,7 +421,7 @@ def cluster_status(cluster: Cluster, manifests: Sequence[Any], namespace: str) -
     for api_version, kind in sorted(WORKLOAD_KINDS):
         if not cluster.serves(api_version, kind):
             continue
-        for item in cluster.list(api_version, kind, namespace, label_selector=selector):
+        for item in cluster.list_objects(api_version, kind, namespace, label_selector=selector):
             if object_key(item) not in rendered and not _owned(item):
                 component = ((item.get("metadata") or {}).get("labels") or {}).get(
                     "app.kubernetes.io/name", "?"
@@ -480,7 +482,7 @@ def _claims_of(cluster: Cluster, obj: Mapping[str, Any], namespace: str) -> list
         selector = _selector(match)
     else:
         return []
-    return cluster.list("v1", "PersistentVolumeClaim", namespace, label_selector=selector)
+    return cluster.list_objects("v1", "PersistentVolumeClaim", namespace, label_selector=selector)
 
 
 def _release_claim(cluster: Cluster, claim: Mapping[str, Any], owner: Mapping[str, Any]) -> None:
@@ -540,7 +542,7 @@ def down(
         else:
             result.absent.append(f"{kind}/{name}")
     if purge:
-        claims = cluster.list("v1", "PersistentVolumeClaim", namespace)
+        claims = cluster.list_objects("v1", "PersistentVolumeClaim", namespace)
         platform = [
             c
             for c in claims

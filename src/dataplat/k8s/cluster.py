@@ -255,13 +255,14 @@ class Cluster:
                 f"{what}: the API server at {self.host} did not answer: {exc}"
             ) from None
         except Exception as exc:
-            if getattr(exc, "status", None) is None:
+            status = getattr(exc, "status", None)
+            if status is None:
                 raise
-            if exc.status == 404:
+            if status == 404:
                 raise ObjectNotFoundError(f"{what}: {_api_message(exc)}") from None
-            if exc.status == 409:
+            if status == 409:
                 raise ApplyConflictError(f"{what}: {_api_message(exc)}") from None
-            raise ClusterError(f"{what}: {_api_message(exc)} (HTTP {exc.status})") from None
+            raise ClusterError(f"{what}: {_api_message(exc)} (HTTP {status})") from None
 
     def get(
         self, api_version: str, kind: str, name: str, namespace: str | None = None
@@ -281,7 +282,7 @@ class Cluster:
         meta = obj.get("metadata") or {}
         return self.get(str(obj["apiVersion"]), str(obj["kind"]), str(meta["name"]), meta.get("namespace"))
 
-    def list(
+    def list_objects(
         self,
         api_version: str,
         kind: str,
@@ -385,7 +386,7 @@ class Cluster:
 
     def events(self, namespace: str, kind: str, name: str) -> list[dict[str, Any]]:
         """Events about one object, oldest first (core/v1 Events)."""
-        items = self.list(
+        items = self.list_objects(
             "v1",
             "Event",
             namespace,

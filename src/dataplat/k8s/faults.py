@@ -229,7 +229,7 @@ def _pods_of(cluster: Cluster, namespace: str, kind: str, name: str) -> list[dic
         raise ClusterError(f"no {kind} {name} in namespace {namespace}")
     match = ((live.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
     selector = ",".join(f"{k}={v}" for k, v in sorted(match.items()))
-    return cluster.list("v1", "Pod", namespace, label_selector=selector)
+    return cluster.list_objects("v1", "Pod", namespace, label_selector=selector)
 
 
 def delete_pool_pod(

@@ -277,7 +277,9 @@ def explain(
         lines.extend(_event_lines(events, 3))
         selector = pod_selector(live)
         if selector:
-            pods = [p for p in cluster.list("v1", "Pod", ns, label_selector=selector) if _pod_problems(p)]
+            pods = [
+                p for p in cluster.list_objects("v1", "Pod", ns, label_selector=selector) if _pod_problems(p)
+            ]
             for p in pods[:max_pods]:
                 lines.extend(_pod_problems(p))
                 pod_name = (p.get("metadata") or {}).get("name", "")
