@@ -446,7 +446,8 @@ class FakeKubernetes:
             or body.get("apiVersion") != kind.api_version
         ):
             raise _Fail(400, "BadRequest", "the body's apiVersion and kind must match the path")
-        if key in self.conflicts and query.get("force") != "true":
+        # the API server parses booleans with Go's strconv.ParseBool: "true", "True", "1" ...
+        if key in self.conflicts and query.get("force", "").lower() not in ("true", "1", "t"):
             other = self.conflicts[key]
             raise _Fail(
                 409,

@@ -330,7 +330,7 @@ def test_conflicts_are_forced_only_when_asked(fake, cluster, rendered):
     forced = _up(cluster, rendered.objects, force=True)
     assert forced.ok and forced.forced
     req = [r for r in fake.calls("PATCH", "/deployments/decision")][-1]
-    assert req.query.get("force") == "true" and req.query.get("fieldManager") == "dataplat"
+    assert req.query.get("force", "").lower() == "true" and req.query.get("fieldManager") == "dataplat"
 
 
 def test_autoscaled_replicas_are_not_undone(fake, cluster, rendered):
