@@ -490,3 +490,26 @@ def test_k8s_options_need_the_k8s_target_and_a_cluster(tmp_path, monkeypatch, ca
         == 2
     )
     assert "contexts in" in capsys.readouterr().err
+
+
+def test_a_changed_job_is_recreated(fake, cluster, rendered):
+    """Fake API (no Kubernetes API server can run here): a Job's pod template cannot be
+    changed, so a Job whose rendered spec changed is deleted, then applied again."""
+    assert _up(cluster, rendered.objects).ok
+    objects = [dict(o) for o in rendered.objects]
+    i = next(n for n, o in enumerate(objects) if o["kind"] == "Job")
+    job = json.loads(json.dumps(objects[i]))
+    job["spec"]["template"]["spec"]["containers"][0]["image"] = "docker.io/natsio/nats-box:0.99.0"
+    objects[i] = job
+    fake.clear_requests()
+    result = _up(cluster, objects)
+    assert (
+        result.ok and result.recreated == ["Job/stream-streams"] and result.applied == ["Job/stream-streams"]
+    )
+    assert [(r.method, r.path.rsplit("/", 1)[1]) for r in fake.writes()] == [
+        ("DELETE", "stream-streams"),
+        ("PATCH", "stream-streams"),
+    ]
+    assert fake.get("Job", "stream-streams")["spec"]["template"]["spec"]["containers"][0]["image"].endswith(
+        ":0.99.0"
+    )
