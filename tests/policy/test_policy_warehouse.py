@@ -4,39 +4,21 @@ says, the known bypasses fail, verify finds a planted leak, apply is idempotent,
 from __future__ import annotations
 
 import json
-import re
-from typing import Any
 
 import psycopg
 import pytest
-from policy_testkit import POLICIES, PolicyEnv
+from policy_testkit import POLICIES, PolicyEnv, as_login, assert_roles_read_their_masks, raw_rows
 
 from dataplat.cli import main
 from dataplat.policy.apply import apply, history, in_force, rollback, token_key
 from dataplat.policy.loader import read_policy_texts
-from dataplat.policy.masks import apply_mask, token
+from dataplat.policy.masks import token
 from dataplat.policy.model import PolicyApplyError
 from dataplat.policy.verify import LEAK, verify
-
-FORMATS = {
-    "name": re.compile(r"^.\*+$"),
-    "mobile": re.compile(r"^1\d{2}\*{4}\d{4}$"),
-    "id_number": re.compile(r"^\d{4}\*{10}[\dX]{4}$"),
-    "email": re.compile(r"^.\*\*\*@[\w.-]+$"),
-}
 
 
 def _texts() -> dict[str, str]:
     return {p.name: p.read_text() for p in sorted(POLICIES.glob("*.yml"))}
-
-
-def _as(env: PolicyEnv, login: str) -> psycopg.Connection[Any]:
-    return psycopg.connect(env.target.login_conninfo(login), autocommit=True)  # type: ignore[attr-defined]
-
-
-def _raw(env: PolicyEnv, query: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    with env.target.connect() as conn:  # type: ignore[attr-defined]
-        return conn.execute(query, params).fetchall()
 
 
 def test_apply_is_idempotent(env: PolicyEnv) -> None:
@@ -46,46 +28,16 @@ def test_apply_is_idempotent(env: PolicyEnv) -> None:
 
 
 def test_each_role_reads_what_its_policy_says(env: PolicyEnv) -> None:
-    raw = {
-        r[0]: r
-        for r in _raw(
-            env,
-            "SELECT customer_id, name, id_number, mobile, email, address, branch_id "
-            "FROM bank.customers ORDER BY customer_id LIMIT 300",
-        )
-    }
-    key = token_key(env.target)  # type: ignore[arg-type]
-    cols = ("name", "id_number", "mobile", "email", "address")
-    kinds = dict(zip(cols, ("name", "id_card", "mobile", "email", "address"), strict=True))
-    for role in ("marketing_analyst", "relationship_manager", "risk_officer", "data_scientist", "auditor"):
-        with _as(env, env.policy.roles[role].logins[0].name) as conn:  # type: ignore[attr-defined]
-            rows = conn.execute(
-                "SELECT customer_id, name, id_number, mobile, email, address FROM customers "
-                "WHERE customer_id = ANY(%s)",
-                (list(raw),),
-            ).fetchall()
-        assert rows, role
-        for row in rows:
-            for i, col in enumerate(cols, start=1):
-                mask = env.policy.mask_for(role, "customers", col)  # type: ignore[attr-defined]
-                assert row[i] == apply_mask(kinds[col], mask, raw[row[0]][i], key), (role, col)
-                if mask.kind == "partial" and col in FORMATS:
-                    assert FORMATS[col].match(row[i]), (role, col, row[i])
-    # formats of the display masks, spelled out
-    with _as(env, "ma_verify") as conn:
-        name, mobile, ident = conn.execute("SELECT name, mobile, id_number FROM customers LIMIT 1").fetchone()
-        card = conn.execute("SELECT card_no FROM cards LIMIT 1").fetchone()[0]
-    assert re.match(r"^\d{6}\*+\d{4}$", card) and ident.startswith("tk_")
-    assert re.match(r"^1\d\d\*\*\*\*\d{4}$", mobile) and re.match(r"^.\*+$", name)
+    assert_roles_read_their_masks(env)
 
 
 def test_row_filters_and_denied_columns(env: PolicyEnv) -> None:
-    branch1 = {r[0] for r in _raw(env, "SELECT customer_id FROM bank.customers WHERE branch_id = 1")}
-    with _as(env, "rm_verify") as conn:
+    branch1 = {r[0] for r in raw_rows(env, "SELECT customer_id FROM bank.customers WHERE branch_id = 1")}
+    with as_login(env, "rm_verify") as conn:
         seen = {r[0] for r in conn.execute("SELECT customer_id FROM customers")}
         accounts = {r[0] for r in conn.execute("SELECT DISTINCT customer_id FROM accounts")}
     assert seen == branch1 and accounts <= branch1 and accounts
-    with _as(env, "partner_verify") as conn:
+    with as_login(env, "partner_verify") as conn:
         seen = {r[0] for r in conn.execute("SELECT customer_id FROM customers")}
         assert seen == set(env.consented)
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
@@ -94,28 +46,28 @@ def test_row_filters_and_denied_columns(env: PolicyEnv) -> None:
             conn.execute("SELECT * FROM cards")
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("SELECT * FROM bank_masked_marketing_analyst.cards")
-    with _as(env, "ds_verify") as conn:
+    with as_login(env, "ds_verify") as conn:
         assert {r[0] for r in conn.execute("SELECT DISTINCT name FROM customers")} == {None}
 
 
 def test_tokens_join_across_roles(env: PolicyEnv) -> None:
     key = token_key(env.target)  # type: ignore[arg-type]
-    cid, ident = _raw(env, "SELECT customer_id, id_number FROM bank.customers ORDER BY customer_id LIMIT 1")[
-        0
-    ]
-    with _as(env, "ma_verify") as ma, _as(env, "ds_verify") as ds:
+    cid, ident = raw_rows(
+        env, "SELECT customer_id, id_number FROM bank.customers ORDER BY customer_id LIMIT 1"
+    )[0]
+    with as_login(env, "ma_verify") as ma, as_login(env, "ds_verify") as ds:
         a = ma.execute("SELECT id_number FROM customers WHERE customer_id = %s", (cid,)).fetchone()[0]
         b = ds.execute("SELECT id_number FROM customers WHERE customer_id = %s", (cid,)).fetchone()[0]
     assert a == b == token(ident, key)
 
 
 def test_known_bypasses_fail(env: PolicyEnv) -> None:
-    cid, ident, mobile = _raw(
+    cid, ident, mobile = raw_rows(
         env,
         "SELECT customer_id, id_number, mobile FROM bank.customers "
         "WHERE branch_id <> 1 ORDER BY customer_id LIMIT 1",
     )[0]
-    with _as(env, "ma_verify") as conn:
+    with as_login(env, "ma_verify") as conn:
         assert conn.execute("SELECT count(*) FROM customers WHERE id_number = %s", (ident,)).fetchone() == (
             0,
         )
@@ -144,7 +96,7 @@ def test_known_bypasses_fail(env: PolicyEnv) -> None:
             )
         )
         assert ident not in plan
-    with _as(env, "rm_verify") as conn:  # a leaky function sees only the rows the filter lets through
+    with as_login(env, "rm_verify") as conn:  # a leaky function sees only the rows the filter lets through
         notices: list[str] = []
         conn.add_notice_handler(lambda d: notices.append(d.message_primary or ""))
         conn.execute(
@@ -194,11 +146,11 @@ def test_rollback_and_history(env: PolicyEnv, capsys: pytest.CaptureFixture[str]
     assert main(["policy", "plan", "--home", str(env.home)]) == 0
     assert "no changes" in capsys.readouterr().out  # the shipped policies are the ones in force
     apply(changed, env.target, note="mobile hidden")  # type: ignore[arg-type]
-    with _as(env, "ma_verify") as conn:
+    with as_login(env, "ma_verify") as conn:
         assert conn.execute("SELECT count(mobile) FROM customers").fetchone() == (0,)
     result = rollback(env.target)  # type: ignore[arg-type]
     assert result.changed and result.version is not None
-    with _as(env, "ma_verify") as conn:
+    with as_login(env, "ma_verify") as conn:
         assert conn.execute("SELECT count(mobile) FROM customers").fetchone()[0] > 0
     versions = history(env.target)  # type: ignore[arg-type]
     assert versions[-1].action == "rollback" and versions[-1].sql_sha256 == before.sql_sha256  # type: ignore[union-attr]
@@ -223,5 +175,5 @@ def test_failed_apply_leaves_previous_policies(env: PolicyEnv) -> None:
     with pytest.raises(PolicyApplyError, match="nothing was changed"):
         apply(broken, env.target)  # type: ignore[arg-type]
     assert in_force(env.target).version == before.version  # type: ignore[union-attr]
-    with _as(env, "ma_verify") as conn:
+    with as_login(env, "ma_verify") as conn:
         assert conn.execute("SELECT count(*) FROM customers").fetchone()[0] > 0

@@ -39,7 +39,7 @@ from dataplat.policy.compiler import (
     compile_policy,
 )
 from dataplat.policy.loader import read_policy_texts
-from dataplat.policy.masks import derive_key, key_fingerprint, key_pads
+from dataplat.policy.masks import NATIVE_EXTENSION, derive_key, key_fingerprint, key_pads
 from dataplat.policy.model import Login, Policy, PolicyApplyError, PolicyError
 
 KEY_ENV = "DATAPLAT_POLICY_TOKEN_KEY"
@@ -386,9 +386,38 @@ def _put_in_force(
     return ApplyResult(True, version, current.version if current else None, reasons, len(compiled.statements))
 
 
-def apply(policy: Policy, target: Target, note: str = "", force: bool = False) -> ApplyResult:
-    """Compile ``policy`` and put it in force in one transaction (a no-op when already in force)."""
-    compiled = compile_policy(policy)
+MASK_MODES = ("auto", "native", "sql")
+"""``--masks``: the C extension where the warehouse has it (auto), always (native), never (sql)."""
+
+
+def native_masks(target: Target, mode: str = "auto") -> bool:
+    """Whether the views should call the C masks: ``mode`` against what the warehouse offers."""
+    if mode not in MASK_MODES:
+        raise PolicyApplyError(f"masks: {mode!r} is not one of {', '.join(MASK_MODES)}")
+    if mode == "sql":
+        return False
+    with target.connect() as conn:
+        row = conn.execute(
+            "SELECT default_version FROM pg_catalog.pg_available_extensions WHERE name = %s",
+            (NATIVE_EXTENSION,),
+        ).fetchone()
+    if row is None and mode == "native":
+        raise PolicyApplyError(
+            f"masks: native asked for, but the warehouse has no {NATIVE_EXTENSION} extension "
+            "(dataplat up installs it where the server has a C compiler and its headers; "
+            "python -m dataplat.policy.native install --pg-config PATH does it by hand)"
+        )
+    return row is not None
+
+
+def apply(
+    policy: Policy, target: Target, note: str = "", force: bool = False, masks: str = "auto"
+) -> ApplyResult:
+    """Compile ``policy`` and put it in force in one transaction (a no-op when already in force).
+
+    ``masks``: see :data:`MASK_MODES`; the choice is part of the compiled SQL, so switching
+    is a change like any other (recorded as a version, undone by rollback)."""
+    compiled = compile_policy(policy, native=native_masks(target, masks))
     return _put_in_force(
         target,
         compiled,
@@ -451,16 +480,21 @@ def remove_all(target: Target, masked_schema: str = "bank_masked") -> None:
             "ORDER BY 2 DESC, 1",
             (LOGIN_MARK + "%", GROUP_MARK, LOGIN_MARK + "%"),
         ).fetchall()
-        has_fn = conn.execute("SELECT to_regnamespace('dataplat_policy') IS NOT NULL").fetchone()
+        fn_schemas = [
+            s
+            for s in ("dataplat_policy", NATIVE_EXTENSION)
+            if (row := conn.execute("SELECT to_regnamespace(%s) IS NOT NULL", (s,)).fetchone()) and row[0]
+        ]
         for name, _is_login in roles:
-            if has_fn and has_fn[0]:
+            for schema in fn_schemas:
                 conn.execute(
-                    sql.SQL("REVOKE ALL ON ALL FUNCTIONS IN SCHEMA dataplat_policy FROM {}").format(
-                        sql.Identifier(name)
+                    sql.SQL("REVOKE ALL ON ALL FUNCTIONS IN SCHEMA {} FROM {}").format(
+                        sql.Identifier(schema), sql.Identifier(name)
                     )
                 )
             conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
         conn.execute("DROP SCHEMA IF EXISTS dataplat_policy CASCADE")
+        conn.execute(sql.SQL("DROP EXTENSION IF EXISTS {}").format(sql.Identifier(NATIVE_EXTENSION)))
         conn.execute("DROP SCHEMA IF EXISTS dataplat_policy_private CASCADE")
         conn.commit()
     target.pgpass.unlink(missing_ok=True)

@@ -130,12 +130,14 @@ class Plan:
         }
 
 
-def diff(old: Policy | None, new: Policy, old_sql: str = "", old_version: int | None = None) -> Plan:
+def diff(
+    old: Policy | None, new: Policy, old_sql: str = "", old_version: int | None = None, native: bool = False
+) -> Plan:
     """A readable diff: roles, logins, table grants, row filters, masks per role x column,
-    then the compiled SQL as a unified diff."""
+    then the compiled SQL (``native``: over the C masks) as a unified diff."""
     plan = Plan(old_version)
     ch = plan.changes
-    new_sql = compile_policy(new).sql
+    new_sql = compile_policy(new, native=native).sql
     plan.sql_changed = new_sql != old_sql
     plan.sql_diff = "".join(
         difflib.unified_diff(

@@ -32,15 +32,26 @@ def register(subparsers: Any) -> None:
         )
         p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
 
+    def masks_arg(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--masks",
+            choices=("auto", "native", "sql"),
+            default="auto",
+            help="mask functions: the C extension dataplat_mask where the warehouse has it (auto, "
+            "default), required (native), or SQL only (sql)",
+        )
+
     p = sub.add_parser("plan", help="what apply would change, against what is in force (changes nothing)")
     common(p)
     p.add_argument("--sql", action="store_true", help="also print the compiled SQL as a unified diff")
     p.add_argument("--offline", action="store_true", help="only validate and compile, no warehouse")
+    masks_arg(p)
     p.set_defaults(func=cmd_plan)
 
     p = sub.add_parser("apply", help="compile and put the policies in force in one transaction")
     common(p)
     p.add_argument("--note", default="", help="a note recorded with the version")
+    masks_arg(p)
     p.set_defaults(func=cmd_apply)
 
     p = sub.add_parser("verify", help="query as every role; exit 0 only when nothing leaks")
@@ -86,14 +97,15 @@ def _emit(args: argparse.Namespace, doc: dict[str, Any], text: str) -> None:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     """Validate, compile and diff against the version in force."""
-    from dataplat.policy.apply import in_force
+    from dataplat.policy.apply import in_force, native_masks
     from dataplat.policy.audit import diff
 
     policy = _load(args)
     current = None if args.offline else in_force(_target(args))
+    native = args.masks == "native" or (not args.offline and native_masks(_target(args), args.masks))
     old = current.policy() if current else None
     old_sql = ";\n\n".join(current.statements) + ";\n" if current else ""
-    plan = diff(old, policy, old_sql, current.version if current else None)
+    plan = diff(old, policy, old_sql, current.version if current else None, native=native)
     head = (
         f"in force: version {current.version} ({current.applied_at}, {current.applied_by})"
         if current
@@ -109,7 +121,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
     """Apply in one transaction; changed=false when already in force."""
     from dataplat.policy.apply import apply
 
-    result = apply(_load(args), _target(args), note=args.note)
+    result = apply(_load(args), _target(args), note=args.note, masks=args.masks)
     text = (
         f"applied: version {result.version} (was {result.previous}); " + "; ".join(result.reasons)
         if result.changed

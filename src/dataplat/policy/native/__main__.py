@@ -1,0 +1,7 @@
+"""``python -m dataplat.policy.native``."""
+
+import sys
+
+from dataplat.policy.native import main
+
+sys.exit(main())
