@@ -1019,6 +1019,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             spec=spec,
             host=host,
             port=port,
+            replica_host=host,  # replicas on the pool's own address (its host's), never another
             replica_port_start=args.replica_ports,
             sync_period_s=args.sync_period,
             tolerance=args.tolerance,
