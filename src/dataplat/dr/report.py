@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import json
+import math
 from pathlib import Path
 
 from dataplat.dr.results import DrillResult, Repetition
@@ -90,6 +91,142 @@ def timeline_svg(rep: Repetition, width: int = 860, height: int = 220, bin_s: fl
     return "".join(parts)
 
 
+def timeseries_svg(rep: Repetition, width: int = 860, panel_h: int = 120) -> str:
+    """Load, replicas and latency per second in three panels over one time axis, events marked.
+
+    ``rep.info["timeseries"]`` is the scaling drill's per-second record: ``users``,
+    ``issued``, ``throughput``, ``errors``, ``p50_ms``, ``p99_ms`` and ``replicas`` by scaled
+    object, index ``i`` covering ``[t0 + i, t0 + i + 1)``.
+    """
+    ts = rep.info.get("timeseries") or {}
+    n = len(ts.get("second", []))
+    if not n:
+        return "<p>(no time series recorded)</p>"
+    t0 = float(ts["t0"])
+    left, right, top, gap = 56, 150, 16, 26
+    pw = width - left - right
+    height = top + 3 * panel_h + 2 * gap + 40
+
+    def x(sec: float) -> float:
+        return left + sec / max(n, 1) * pw
+
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'font-family="sans-serif" font-size="10" role="img"><title>load, replicas and latency</title>'
+    ]
+
+    def panel(k: int, title: str, series: dict[str, list[float | None]], step: bool = False,
+              dashed: tuple[str, ...] = (), hline: float | None = None) -> None:  # fmt: skip
+        y0 = top + k * (panel_h + gap)
+        values = [v for vs in series.values() for v in vs if v is not None] + ([hline] if hline else [])
+        peak = max(values, default=1.0) or 1.0
+        if step:
+            peak = math.ceil(peak) + 0.5
+
+        def y(v: float) -> float:
+            return y0 + panel_h - v / peak * panel_h
+
+        parts.append(
+            f'<rect x="{left}" y="{y0}" width="{pw}" height="{panel_h}" fill="#fafafa" stroke="#ccc"/>'
+            f'<text x="{left}" y="{y0 - 4}" font-weight="bold">{html.escape(title)}</text>'
+            f'<text x="{left - 4}" y="{y0 + 8}" text-anchor="end">{_fmt(round(peak, 1))}</text>'
+            f'<text x="{left - 4}" y="{y0 + panel_h}" text-anchor="end">0</text>'
+        )
+        for j, (name, vs) in enumerate(series.items()):
+            color = COLORS[j % len(COLORS)]
+            pts: list[str] = []
+            for i, v in enumerate(vs):
+                if v is None:
+                    continue
+                if step:
+                    pts += [f"{x(i):.1f},{y(v):.1f}", f"{x(i + 1):.1f},{y(v):.1f}"]
+                else:
+                    pts.append(f"{x(i + 0.5):.1f},{y(v):.1f}")
+            dash = ' stroke-dasharray="4,3"' if name in dashed else ""
+            if pts:
+                parts.append(
+                    f'<polyline points="{" ".join(pts)}" fill="none" stroke="{color}" '
+                    f'stroke-width="1.6"{dash}/>'
+                )
+            parts.append(
+                f'<line x1="{left + pw + 8}" y1="{y0 + 10 + j * 13}" x2="{left + pw + 22}" '
+                f'y2="{y0 + 10 + j * 13}" stroke="{color}" stroke-width="3"{dash}/>'
+                f'<text x="{left + pw + 26}" y="{y0 + 13 + j * 13}">{html.escape(name)}</text>'
+            )
+        if hline is not None:
+            parts.append(
+                f'<line x1="{left}" y1="{y(hline):.1f}" x2="{left + pw}" y2="{y(hline):.1f}" '
+                f'stroke="#c53030" stroke-dasharray="2,2"/>'
+                f'<text x="{left + pw - 2}" y="{y(hline) - 2:.1f}" text-anchor="end" '
+                f'fill="#c53030">SLO {_fmt(hline)} ms</text>'
+            )
+
+    peak_users = max(ts["users"], default=1) or 1
+    peak_rate = max([*ts["issued"], *ts["throughput"], 1])
+    scaled_users = [u / peak_users * peak_rate for u in ts["users"]]
+    panel(
+        0,
+        f"load per second (users scaled: {peak_users} users = top)",
+        {"users": scaled_users, "requests issued": ts["issued"], "answered": ts["throughput"],
+         "errors": ts["errors"]},
+        dashed=("users",),
+    )  # fmt: skip
+    panel(1, "ready replicas", dict(ts["replicas"].items()), step=True)
+    panel(2, "latency (ms) of the requests answered each second", {"p50": ts["p50_ms"], "p99": ts["p99_ms"]},
+          hline=rep.info.get("p99_slo_ms"))  # fmt: skip
+    bottom = top + 3 * panel_h + 2 * gap
+    tick = 1 if n <= 15 else 5 if n <= 75 else 10 if n <= 150 else 30
+    for s in range(0, n + 1, tick):
+        parts.append(
+            f'<line x1="{x(s):.1f}" y1="{bottom}" x2="{x(s):.1f}" y2="{bottom + 4}" stroke="#333"/>'
+            f'<text x="{x(s):.1f}" y="{bottom + 14}" text-anchor="middle">{s}</text>'
+        )
+    parts.append(
+        f'<text x="{left + pw / 2}" y="{bottom + 28}" text-anchor="middle">'
+        "seconds since the load started</text>"
+    )
+    for j, e in enumerate(sorted(rep.events, key=lambda e: e.t)):
+        sec = e.t - t0
+        if not 0 <= sec <= n:
+            continue
+        color = (
+            "#c53030" if e.label.startswith("fault") else "#2f855a" if e.label.startswith("load") else "#888"
+        )
+        parts.append(
+            f'<line x1="{x(sec):.1f}" y1="{top}" x2="{x(sec):.1f}" y2="{bottom}" stroke="{color}" '
+            f'stroke-dasharray="3,2"><title>{html.escape(e.label)} ({sec:.2f} s)</title></line>'
+        )
+        if not e.label.startswith(("load", "fault", "replaced")):
+            continue
+        parts.append(
+            f'<text x="{x(sec) + 2:.1f}" y="{top + 10 + (j % 4) * 11}" fill="{color}">'
+            f"{html.escape(e.label)}</text>"
+        )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _timings_table(rep: Repetition) -> str:
+    """The scaling drill's derived timings and errors per scaled object and transition."""
+    info = rep.info
+    rows = [
+        "<table><tr><th>scaled object</th><th>replicas at the step</th><th>scale-out reaction s</th>"
+        "<th>scale-in s</th></tr>"
+    ]
+    for o in info.get("objects", []):
+        base = info.get("baseline_replicas") if o == info.get("target") else None
+        rows.append(
+            f"<tr><td>{html.escape(o)}{' (load target)' if o == info.get('target') else ''}</td>"
+            f"<td>{_fmt(base)}</td><td>{_fmt(info.get('reaction_s', {}).get(o))}</td>"
+            f"<td>{_fmt(info.get('scale_in_s', {}).get(o))}</td></tr>"
+        )
+    rows.append("</table><table><tr><th>transition</th><th>failed requests</th></tr>")
+    for phase, count in (info.get("errors") or {}).items():
+        rows.append(f"<tr><td>{html.escape(phase)}</td><td>{count}</td></tr>")
+    rows.append("</table>")
+    return "".join(rows)
+
+
 def render_html(result: DrillResult) -> str:
     """The human report: verdicts, distributions, checks and a timeline per repetition."""
     doc = result.to_dict()
@@ -150,7 +287,11 @@ def render_html(result: DrillResult) -> str:
                 + ", ".join(f"{html.escape(k)} = <b>{_fmt(v)}</b>" for k, v in rep.metrics.items())
                 + "</p>"
             )
-        out.append(timeline_svg(rep))
+        if rep.info.get("timeseries"):
+            out.append(timeseries_svg(rep))
+            out.append(_timings_table(rep))
+        else:
+            out.append(timeline_svg(rep))
         out.append("<table><tr><th>check</th><th>result</th><th>detail</th></tr>")
         for c in rep.checks:
             out.append(

@@ -75,6 +75,7 @@ class Sampler(threading.Thread):
             for r in doc.get("replicas", []):
                 rec = self.replicas.setdefault((name, r["name"]), {"first_seen": now, "pid": r["pid"]})
                 rec.update(started_at=r.get("started_at"), state=r.get("state"), last_seen=now)
+                rec["served"] = max(int(rec.get("served") or 0), int(r.get("served") or 0))
                 if r.get("ready_after_s") is not None and r.get("started_at") is not None:
                     rec["ready_at"] = r["started_at"] + r["ready_after_s"]
             for e in doc.get("events", []):
@@ -499,6 +500,10 @@ def _judge(
             "objects": objects,
             "baseline_replicas": baseline,
             "reaction_s": reaction,
+            "replicas_seen": [
+                {"object": obj, "replica": name, **rec}
+                for (obj, name), rec in sorted(sampler.replicas.items())
+            ],
             "scale_in_s": scale_in,
             "errors": errors,
             "killed": killed,

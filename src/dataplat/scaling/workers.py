@@ -19,6 +19,12 @@ request path. What the proxy gave, the workers do themselves:
   request on its open keep-alive connections with ``Connection: close``, and exits when
   it has no connection left (or after ``--drain-timeout``: connections idle that long
   are closed). A client never sees a connection closed under a request it sent.
+* **Rebalancing.** Clients keep their connections (HTTP keep-alive), so a new worker
+  would only see clients that connect after it started. When a worker becomes ready the
+  supervisor sends the others ``SIGUSR2``: each connection open in them then closes after
+  its next answer (``Connection: close``, never under a request), its client connects
+  again, and the kernel spreads the new connections over all accepting workers (nginx's
+  ``keepalive_requests`` does the same, by count).
 * **Replacement.** A worker that exits on its own is replaced at once (backing off when it
   dies before it was ready), as a ReplicaSet replaces a lost pod.
 * **Metrics per worker** come from the Prometheus multiprocess folder the workers write
@@ -59,7 +65,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from dataplat.errors import ConfigError
+from dataplat.errors import ConfigError, DataplatError
 from dataplat.scaling.hpa import (
     DEFAULT_SYNC_PERIOD_S,
     DEFAULT_TOLERANCE,
@@ -130,16 +136,19 @@ class WorkerPoolConfig:
 
 
 class _DrainGate:
-    """ASGI wrapper: while the worker drains, every response says ``Connection: close``."""
+    """ASGI wrapper: while the worker drains, every response says ``Connection: close``; after a
+    rebalance, the next response on each connection that was open then does."""
 
     def __init__(self, app: Any, server: Any) -> None:
         self.app = app
         self.server = server
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if not self.server.draining or scope["type"] != "http":
+        server = self.server
+        if not (server.draining or (server.rebalance and scope.get("client") in server.rebalance)):
             await self.app(scope, receive, send)
             return
+        server.rebalance.discard(scope.get("client"))
 
         async def send_close(message: Any) -> None:
             if message["type"] == "http.response.start":
@@ -162,12 +171,15 @@ def _server_class() -> type:
             self.drain_timeout_s = drain_timeout_s
             self.draining = False
             self.drain_started: float | None = None
+            self.rebalance: set[Any] = set()
+            self.rebalance_until = 0.0
 
         async def startup(self, sockets: list[socket.socket] | None = None) -> None:
             self.config.loaded_app = _DrainGate(self.config.loaded_app, self)
             await super().startup(sockets=sockets)
             if self.started and not self.should_exit:
                 asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, self.drain)
+                asyncio.get_running_loop().add_signal_handler(signal.SIGUSR2, self.rebalance_connections)
                 with contextlib.suppress(OSError):
                     self.conn.send(("ready", os.getpid()))
 
@@ -182,7 +194,20 @@ def _server_class() -> type:
                 if cycle is not None and not cycle.response_complete:
                     cycle.keep_alive = False  # the answer in flight closes its connection
 
+        def rebalance_connections(self) -> None:
+            """A worker joined: every connection open now closes after its next answer, so that
+            its client connects again and the kernel spreads the new connections over all workers."""
+            for connection in list(self.server_state.connections):
+                cycle = getattr(connection, "cycle", None)
+                if cycle is not None and not cycle.response_complete:
+                    cycle.keep_alive = False
+                elif (client := getattr(connection, "client", None)) is not None:
+                    self.rebalance.add(client)
+            self.rebalance_until = time.monotonic() + 60.0
+
         async def on_tick(self, counter: int) -> bool:
+            if self.rebalance and time.monotonic() > self.rebalance_until:
+                self.rebalance.clear()  # connections idle that long: their clients left
             should_exit = bool(await super().on_tick(counter))
             if self.drain_started is None:
                 return should_exit
@@ -425,6 +450,13 @@ class WorkerSupervisor:
             )
             self.write_state()
 
+    def _rebalance(self, joined: Worker) -> None:
+        """Tell the other ready workers to close their open connections gracefully (SIGUSR2)."""
+        others = [w for w in self.workers if w.state == "ready" and w is not joined]
+        for w in others:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(w.pid, signal.SIGUSR2)
+
     def _forget(self, w: Worker) -> None:
         from prometheus_client import multiprocess
 
@@ -451,6 +483,7 @@ class WorkerSupervisor:
                                 "ReplicaReady",
                                 f"{w.name} (pid {w.pid}) accepting after {w.ready_at - w.started_at:.2f} s",
                             )
+                            self._rebalance(w)
                             changed = True
                     if (
                         w.state == "starting"
@@ -819,3 +852,47 @@ def _with_log_level(config: WorkerPoolConfig, log_level: str) -> WorkerPoolConfi
     from dataclasses import replace
 
     return replace(config, log_level=log_level)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m dataplat.scaling.workers --app MODULE:FACTORY --listen ADDR:PORT --max-workers N ...``:
+    any ASGI app factory with scaled workers, until SIGTERM/SIGINT."""
+    import sys
+
+    from dataplat.serving.server import parse_listen
+
+    parser = argparse.ArgumentParser(
+        prog="python -m dataplat.scaling.workers",
+        description="An ASGI server whose worker processes scale by the Kubernetes HPA rule",
+    )
+    parser.add_argument("--app", required=True, help="ASGI app factory, MODULE:FUNCTION")
+    parser.add_argument("--listen", type=parse_listen, default=("127.0.0.1", 8000), help="ADDR:PORT")
+    parser.add_argument("--workers", type=int, default=1, help="minReplicas when --min-workers is not given")
+    parser.add_argument("--component", default="app", help="names the in-flight metric and the state")
+    parser.add_argument(
+        "--latency-histogram",
+        default="dataplat_decision_duration_seconds",
+        help="histogram of request durations (its _sum gives the in-flight requests)",
+    )
+    parser.add_argument("--latency-label", action="append", default=[], metavar="NAME=VALUE")
+    parser.add_argument("--log-level", default="warning")
+    add_scaling_arguments(parser)
+    args = parser.parse_args(argv)
+    host, port = args.listen
+    try:
+        config = scaling_config_from_args(args, args.app, host, port, args.workers, args.component)
+        if config is None:
+            raise ConfigError("--max-workers is required")
+        labels = dict(item.partition("=")[::2] for item in args.latency_label) or {"source": "http"}
+        from dataclasses import replace
+
+        config = replace(config, latency_histogram=args.latency_histogram, latency_labels=labels)
+        run_scaled_workers(config, log_level=args.log_level)
+    except DataplatError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
