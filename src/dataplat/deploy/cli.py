@@ -149,12 +149,14 @@ def render_status(report: Any) -> None:
     console.print(table)
     wh = report.warehouse
     if wh:
-        t = Table(title=f"warehouse: leader {wh.get('leader') or 'NONE'}")
-        for col in ("member", "role", "state", "timeline", "sync_state", "lag bytes", "replay lag s"):
+        leader = f"{wh['leader']} on {wh['leader_host']}" if wh.get("leader") else "NONE"
+        t = Table(title=f"warehouse: leader {leader}")
+        for col in ("member", "host", "role", "state", "timeline", "sync_state", "lag bytes", "replay lag s"):
             t.add_column(col)
         for m in wh["members"]:
             t.add_row(
                 m["name"],
+                f"{m['host']} ({m['address']})",
                 m["role"],
                 m["state"],
                 str(m["timeline"]),

@@ -12,7 +12,10 @@ Rules:
   listens on ``warehouse_{pg,rest,raft}_port + k``.
 * witness (``patroni_raft_controller``, only with ``warehouse_dcs: raft``): on the
   host with ``warehouse_witness: true``, else on a host running no warehouse member
-  (another AZ preferred), else on the first warehouse host.
+  (another AZ preferred), else on the first warehouse host. No witness when the
+  members are an odd number spread over three or more hosts and no host asks for one:
+  they are a quorum by themselves, and a witness beside a member would make losing
+  that host cost two of four votes (no quorum left).
 * stream: one NATS node per ``stream`` host (``nats0``, ...); lake: one per
   ``lake`` host (``lake``, then ``lake-1``, ...); loadgen: one per ``loadgen`` host.
 * serving: the pools of ``serving_pools``; a pool's replicas go only on ``serving``
@@ -290,8 +293,15 @@ class _Planner:
             self.inv.group_origin("warehouse"),
             "put warehouse hosts in different racks/AZs",
         )
-        if first.vars.get("warehouse_dcs", "raft") == "raft":
+        if first.vars.get("warehouse_dcs", "raft") == "raft" and self.needs_witness(members):
             self.witness(hosts, members)
+
+    def needs_witness(self, members: Sequence[Instance]) -> bool:
+        """False when the members are an odd number on three or more hosts and no host asks for a
+        witness: they form a Raft quorum that survives the loss of any one host by themselves."""
+        if any(h.vars.get("warehouse_witness") is True for h in self.inv.hosts.values()):
+            return True
+        return not (len(members) % 2 == 1 and len({m.host for m in members}) >= 3)
 
     def witness(self, wh_hosts: Sequence[Host], members: Sequence[Instance]) -> None:
         flagged = [h for h in self.inv.hosts.values() if h.vars.get("warehouse_witness") is True]

@@ -41,6 +41,9 @@ class WarehouseMember:
     sync_state: str | None = None
     replay_lag_s: float | None = None
     conninfo: str = ""
+    host: str = ""
+    """The inventory host the member runs on (primary and standbys on distinct hosts in a cluster)."""
+    address: str = ""
 
 
 @dataclass
@@ -155,11 +158,14 @@ def _warehouse(platform: Platform) -> dict[str, Any]:
                 timeline=pm.get("timeline"),
                 lag_bytes=lag if isinstance(lag, int) else None,
                 conninfo=endpoints.conninfo(platform, [inst], read_write=False),
+                host=inst["host"],
+                address=inst["address"],
             )
         )
         if pm.get("role") == "leader":
             out["leader"] = inst["name"]
     if out["leader"]:
+        out["leader_host"] = next(i["host"] for i in members if i["name"] == out["leader"])
         try:
             _replication(platform, out["leader"], rows)
         except Exception as exc:  # noqa: BLE001 - status reports what it could not read
