@@ -43,6 +43,100 @@ def register(subparsers: Any) -> None:
     check.add_argument("--json", action="store_true", help="print the whole report as JSON")
     check.add_argument("--home", help="platform home; the facts run keeps its artefacts under HOME/runs/")
     check.set_defaults(func=func)
+    for kind, help_text in (
+        (
+            "rdma",
+            "check the RDMA fabric (devices, link, MTU, GID index, PFC/ECN) and measure host pairs "
+            "with perftest",
+        ),
+        ("accelerators", "check GPU/NPU drivers and the device counts each host declares"),
+    ):
+        hw = sub.add_parser(
+            kind,
+            help=help_text,
+            description=f"Run roles/{kind} against the inventory's hosts (those that declare nothing are "
+            f"skipped, with the reason) and print HOME/{kind}/report.json. Exit 0: no error; 1: a claim "
+            "is contradicted or the run failed.",
+        )
+        hw.add_argument(
+            "-i",
+            "--inventory",
+            help="inventory file (default: $DATAPLAT_INVENTORY, else inventory/local.yml)",
+        )
+        hw.add_argument("--home", help=f"platform home (the report goes to HOME/{kind}/report.json)")
+        hw.add_argument("--json", action="store_true", help="print the report as JSON")
+        hw.add_argument("--last", action="store_true", help="print the last report without running the check")
+        if kind == "rdma":
+            hw.add_argument(
+                "--no-perftest", action="store_true", help="do not run ib_write_bw / ib_write_lat"
+            )
+        hw.set_defaults(func=hw_func, hw_kind=kind)
+
+
+def hw_func(args: argparse.Namespace) -> int:
+    """``inventory rdma`` / ``inventory accelerators``: run (or read) the check, print it."""
+    from dataplat.config import resolve_home
+    from dataplat.inventory.hwcheck import read_report, run_check
+    from dataplat.inventory.loader import load_inventory
+
+    path = resolve_inventory(args.inventory)
+    if args.last:
+        inv = load_inventory(path)
+        first = next(iter(inv.hosts), None)
+        home = resolve_home(args.home, inv.declared(first, "dataplat_home") if first else None)
+        report = read_report(home, args.hw_kind)
+        if report is None:
+            print(
+                f"no {args.hw_kind} report under {home} yet: run `dataplat inventory {args.hw_kind}`",
+                file=sys.stderr,
+            )
+            return 1
+    else:
+        report = run_check(args.hw_kind, path, args.home, perftest=not getattr(args, "no_perftest", False))
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        render_hw(report, Console(highlight=False, width=None if sys.stdout.isatty() else 160))
+    return 0 if report.get("ok") else 1
+
+
+def render_hw(report: dict[str, Any], console: Console) -> None:
+    """Print an RDMA or accelerator report for people."""
+    kind = report.get("kind", "")
+    console.print(f"[bold]{kind}[/] check of {_escape(str(report.get('inventory')))}: {report.get('status')}")
+    if report.get("reason"):
+        console.print(f"[dim]{_escape(str(report['reason']))}[/]")
+    if report.get("findings"):
+        table = Table(title="Claims against the hosts", title_justify="left")
+        for col in ("host", "item", "status", "fact", "note"):
+            table.add_column(col, overflow="fold")
+        for f in report["findings"]:
+            table.add_row(
+                f["host"],
+                f["item"],
+                f"[{_STATUS_STYLE[f['status']]}]{f['status']}[/]",
+                _escape(f["fact"]),
+                _escape(f["message"]),
+            )
+        console.print(table)
+    for pair in report.get("pairs") or []:
+        bw, lat = pair.get("bw") or {}, pair.get("lat") or {}
+        console.print(
+            f"perftest {pair['client']} -> {pair['server']} ({pair['device']}): "
+            f"{bw.get('bw_avg_gbps', '-')} Gb/s, latency typical {lat.get('t_typical_us', '-')} us"
+        )
+    for p in report.get("problems") or []:
+        prob = Problem.from_dict(p)
+        console.print(
+            f"[{_STYLE[prob.severity]}]{prob.severity}[/]: {_escape(prob.render())}", soft_wrap=True
+        )
+    for f in report.get("run_failures") or []:
+        console.print(
+            f"[bold red]error[/]: {f.get('host')}: {_escape(str(f.get('task')))}: "
+            f"{_escape(str(f.get('msg')))}"
+        )
+    verdict = "[bold green]OK[/]" if report.get("ok") else "[bold red]FAILED[/]"
+    console.print(f"{verdict}: {report.get('report') or ''}".rstrip())
 
 
 def _usage(parser: argparse.ArgumentParser) -> int:
