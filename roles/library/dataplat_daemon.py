@@ -23,6 +23,10 @@ options:
   ports: {description: Ports the daemon binds, mapped to the setting that chooses them., type: dict, default: {}}
   bind_address: {description: Address the ports are bound on., type: str, default: 127.0.0.1}
   stop_timeout: {description: Seconds before SIGKILL., type: float, default: 30}
+  service_manager: {description: "pidfile (default) or systemd: a unit dataplat-NAME.service driven by systemctl.",
+    type: str, default: pidfile}
+  unit_dir: {description: Where systemd units are written., type: path, default: /etc/systemd/system}
+  limit_nofile: {description: LimitNOFILE= of the systemd unit., type: int, default: 65536}
 """
 
 from pathlib import Path
@@ -45,6 +49,9 @@ def main() -> None:
             ports=dict(type="dict", default={}),
             bind_address=dict(type="str", default="127.0.0.1"),
             stop_timeout=dict(type="float", default=30.0),
+            service_manager=dict(type="str", default="pidfile", choices=["pidfile", "systemd"]),
+            unit_dir=dict(type="path", default="/etc/systemd/system"),
+            limit_nofile=dict(type="int", default=65536),
         ),
         required_if=[("state", "started", ["argv", "log_file"]), ("state", "restarted", ["argv", "log_file"])],
         supports_check_mode=True,
@@ -57,6 +64,9 @@ def main() -> None:
         return
     p = module.params
     run_dir = Path(p["run_dir"])
+    if p["service_manager"] == "systemd":
+        _systemd(module, daemon, DataplatError)
+        return
     if p["state"] == "stopped":
         state = daemon.read_state(p["name"], run_dir)
         if module.check_mode:
@@ -83,6 +93,29 @@ def main() -> None:
         module.exit_json(changed=changed, pid=st.pid)
     except DataplatError as exc:
         module.fail_json(msg=str(exc))
+
+
+def _systemd(module: AnsibleModule, daemon, error: type[Exception]) -> None:  # type: ignore[no-untyped-def]
+    """The unit path: write /etc/systemd/system/dataplat-NAME.service, drive it with systemctl."""
+    from dataplat.deploy import systemd
+
+    p = module.params
+    spec = daemon.DaemonSpec(
+        name=p["name"], argv=tuple(p["argv"] or ()), run_dir=Path(p["run_dir"]),
+        log_file=Path(p["log_file"] or Path(p["run_dir"]) / f"{p['name']}.log"),
+        cwd=Path(p["cwd"]) if p["cwd"] else None, env={k: str(v) for k, v in p["env"].items()},
+        user=p["user"] or None, checksum=p["checksum"],
+        ports={int(k): str(v) for k, v in p["ports"].items()}, bind_address=p["bind_address"],
+    )
+    try:
+        st = systemd.ensure(
+            spec, p["state"], unit_dir=Path(p["unit_dir"]), systemctl=module.get_bin_path("systemctl", True),
+            limit_nofile=p["limit_nofile"], stop_timeout=p["stop_timeout"], check_mode=module.check_mode,
+        )
+    except error as exc:
+        module.fail_json(msg=str(exc))
+        return
+    module.exit_json(changed=st.changed, unit=st.name, unit_file=str(st.path), active=st.active)
 
 
 if __name__ == "__main__":
