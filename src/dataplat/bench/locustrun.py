@@ -22,6 +22,14 @@ step is the rows between its start and end, counted from the first row with user
 * ``by_name``: requests and failures per request name.
 
 The CSVs and Locust's output stay in ``out_dir``.
+
+Distributed: with :attr:`LocustRun.workers` (see :func:`loadgen_workers`, which reads the
+inventory's ``loadgen`` hosts) the run is a Locust master on this machine (the first
+loadgen host) and, on every loadgen host, ``locust --worker --processes N`` (one process
+per core of that host), started the way Ansible reaches the host: directly where its
+``ansible_connection`` is ``local``, over ``ssh`` otherwise. The master waits for every
+worker process (``--expect-workers``), runs the shape, aggregates the workers' stats and
+writes the same CSVs; the workers exit with it.
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -69,6 +78,58 @@ def locust_executable() -> str:
     return found
 
 
+@dataclass(frozen=True)
+class LoadgenHost:
+    """A host that runs Locust worker processes for a distributed run."""
+
+    name: str
+    address: str
+    processes: int
+    connection: str = "local"
+    """``local``: a subprocess here; anything else: ``ssh [user@]address locust ...``."""
+    user: str | None = None
+    port: int | None = None
+    locust: str | None = None
+    """The locust executable on that host (default: ours for local, ``locust`` on PATH over ssh)."""
+
+    def command(self, argv: Sequence[str]) -> list[str]:
+        """``argv`` as run on this host (wrapped in ssh unless the connection is local)."""
+        if self.connection == "local":
+            return list(argv)
+        target = f"{self.user}@{self.address}" if self.user else self.address
+        ssh = ["ssh", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=accept-new"]
+        if self.port:
+            ssh += ["-p", str(self.port)]
+        return [*ssh, target, " ".join(shlex.quote(a) for a in argv)]
+
+
+def loadgen_workers(inventory: Any, processes: int | None = None) -> list[LoadgenHost]:
+    """The inventory's ``loadgen`` hosts as :class:`LoadgenHost` records, in inventory order.
+
+    ``processes`` per host: the argument, else the host's ``cores`` claim, else (local hosts)
+    this machine's CPU count. ``inventory`` is a :class:`dataplat.inventory.model.Inventory`.
+    """
+    out: list[LoadgenHost] = []
+    for host in inventory.hosts_of("loadgen"):
+        v = host.vars
+        connection = str(v.get("ansible_connection") or "ssh")
+        cores = processes or v.get("locust_processes") or v.get("cores")
+        if not cores:
+            cores = os.cpu_count() or 1
+        port = v.get("ansible_port")
+        out.append(
+            LoadgenHost(
+                name=host.name,
+                address=host.address,
+                processes=int(cores),
+                connection="local" if connection == "local" else "ssh",
+                user=str(v["ansible_user"]) if v.get("ansible_user") else None,
+                port=int(port) if port else None,
+            )
+        )
+    return out
+
+
 @dataclass
 class LocustRun:
     """A step load to run: locustfile, target, users per step, step length, processes."""
@@ -85,22 +146,44 @@ class LocustRun:
     env: Mapping[str, str] = field(default_factory=dict)
     """More environment for the locustfile (customer ranges, pacing, thresholds)."""
     extra_args: Sequence[str] = ()
+    workers: Sequence[LoadgenHost] = ()
+    """Distributed run: a master here and worker processes on these hosts (empty: one machine)."""
+    master_address: str = "127.0.0.1"
+    """Where the workers reach the master (the first loadgen host's address)."""
+    master_port: int = 5557
 
     @property
     def shape_s(self) -> float:
         """The shape's length in seconds."""
         return len(self.steps) * self.step_s
 
+    @property
+    def worker_processes(self) -> int:
+        """Worker processes of a distributed run, all hosts together."""
+        return sum(w.processes for w in self.workers)
+
     def command(self) -> list[str]:
-        """The locust command line."""
+        """The locust command line (the master's, in a distributed run)."""
         processes = self.processes if self.processes is not None else (os.cpu_count() or 1)
         run_time = int(math.ceil(self.shape_s + LOCUST_MARGIN_S))
         argv = [locust_executable(), "-f", str(self.locustfile), "--headless", "--host", self.host]
-        if processes > 1:
+        if self.workers:
+            argv += ["--master", "--master-bind-port", str(self.master_port)]
+            argv += ["--expect-workers", str(self.worker_processes), "--expect-workers-max-wait", "60"]
+        elif processes > 1:
             argv += ["--processes", str(processes)]
         argv += ["--csv", str(self.out_dir / self.name), "--csv-full-history", "--only-summary"]
         argv += ["--run-time", f"{run_time}s", "--stop-timeout", "5", "--loglevel", "WARNING"]
         return argv + list(self.extra_args)
+
+    def worker_command(self, worker: LoadgenHost) -> list[str]:
+        """The command that starts ``worker``'s processes (on its host)."""
+        argv = [worker.locust or (locust_executable() if worker.connection == "local" else "locust")]
+        argv += ["-f", str(self.locustfile), "--worker", "--master-host", self.master_address]
+        argv += ["--master-port", str(self.master_port), "--loglevel", "WARNING"]
+        if worker.processes > 1:
+            argv += ["--processes", str(worker.processes)]
+        return worker.command(argv)
 
     def environment(self) -> dict[str, str]:
         """The subprocess's environment: ours, the steps, and :attr:`env`."""
@@ -263,6 +346,7 @@ def run_locust(spec: LocustRun) -> LocustResult:
     hard_timeout = spec.shape_s + LOCUST_MARGIN_S + HARD_TIMEOUT_MARGIN_S
     timed_out = False
     t0 = time.perf_counter()
+    workers: list[subprocess.Popen[bytes]] = []
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
             argv,
@@ -273,10 +357,29 @@ def run_locust(spec: LocustRun) -> LocustResult:
             start_new_session=True,
         )
         try:
+            for worker in spec.workers:
+                wlog = (spec.out_dir / f"{spec.name}-worker-{worker.name}.log").open("wb")
+                workers.append(
+                    subprocess.Popen(
+                        spec.worker_command(worker),
+                        stdout=wlog,
+                        stderr=subprocess.STDOUT,
+                        env={**spec.environment(), "DATAPLAT_LOADGEN_HOST": worker.name},
+                        cwd=spec.out_dir,
+                        start_new_session=True,
+                    )
+                )
+                wlog.close()
             proc.wait(hard_timeout)
         except subprocess.TimeoutExpired:
             timed_out = True
             _kill_group(proc)
+        finally:
+            for w in workers:  # they quit with the master; a straggler is stopped
+                try:
+                    w.wait(10)
+                except subprocess.TimeoutExpired:
+                    _kill_group(w)
     seconds = time.perf_counter() - t0
     history = spec.out_dir / f"{spec.name}_stats_history.csv"
     if not history.exists():
@@ -293,6 +396,8 @@ def run_locust(spec: LocustRun) -> LocustResult:
             ("log", ".log"),
         )
     }
+    for worker in spec.workers:
+        files[f"worker:{worker.name}"] = str(spec.out_dir / f"{spec.name}-worker-{worker.name}.log")
     return LocustResult(
         command=argv,
         exit_code=proc.returncode if proc.returncode is not None else -1,
