@@ -49,11 +49,12 @@ import sys
 import time
 import urllib.request
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dataplat.bench.context import BENCH_DIR, BenchContext, BenchError
-from dataplat.bench.locustrun import LocustResult, LocustRun, run_locust
+from dataplat.bench.locustrun import LoadgenHost, LocustResult, LocustRun, platform_workers, run_locust
 from dataplat.bench.svg import bar_chart, line_chart
 from dataplat.platform import endpoints
 
@@ -191,6 +192,7 @@ def step_load(
     customers: tuple[int, int],
     processes: int | None = None,
     rate: float | None = None,
+    workers: Sequence[LoadgenHost] = (),
 ) -> LocustResult:
     """The locustfile's step load against ``host`` (paced at ``rate`` req/s when given)."""
     env = {"DATAPLAT_CUSTOMER_MIN": str(customers[0]), "DATAPLAT_CUSTOMER_MAX": str(customers[1])}
@@ -198,6 +200,8 @@ def step_load(
     if rate is not None:
         env["DATAPLAT_RATE"] = f"{rate:.3f}"
     spec = LocustRun(LOCUSTFILE, host, steps, step_s, out_dir, name=name, processes=processes, env=env)
+    if workers:  # several loadgen hosts: a master here, workers on each of them
+        spec.workers, spec.master_address = workers, workers[0].address
     return run_locust(spec)
 
 
@@ -333,12 +337,14 @@ def run(ctx: BenchContext, processes: int | None = None, e2e_events: int = E2E_E
         "steps_users": steps,
         "step_s": s.duration_s,
         "processes": procs,
+        "loadgen_hosts": [w.name for w in platform_workers(ctx.home)],
         "customers": list(customers),
         "locustfile": str(LOCUSTFILE),
         "client": "Locust FastHttpUser, closed loop without wait, one process per core",
     }
     ctx.log(f"decisions: {url}, steps {steps} users x {s.duration_s:g} s, {procs} Locust process(es)")
-    service = step_load(url, steps, s.duration_s, raw, "service", customers, procs)
+    loadgen = platform_workers(ctx.home)
+    service = step_load(url, steps, s.duration_s, raw, "service", customers, procs, workers=loadgen)
     section["service"] = _side(service)
     ctx.log(f"decisions: service saturation {service.saturation_rps:.0f} req/s")
 

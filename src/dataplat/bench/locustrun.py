@@ -130,6 +130,21 @@ def loadgen_workers(inventory: Any, processes: int | None = None) -> list[Loadge
     return out
 
 
+def platform_workers(home: Path) -> list[LoadgenHost]:
+    """The loadgen hosts of the inventory the platform under ``home`` was deployed from, when it
+    has more than one (a distributed run); empty otherwise (one machine, ``--processes``)."""
+    import json
+
+    from dataplat.inventory.loader import load_inventory
+
+    try:
+        inventory = json.loads((Path(home) / "platform.json").read_text()).get("inventory")
+        workers = loadgen_workers(load_inventory(inventory)) if inventory else []
+    except Exception:  # no platform.json, or an inventory that no longer loads
+        return []
+    return workers if len(workers) > 1 else []
+
+
 @dataclass
 class LocustRun:
     """A step load to run: locustfile, target, users per step, step length, processes."""
