@@ -4,6 +4,10 @@ One repetition: wait for a healthy cluster (leader + streaming synchronous stand
 start the ledger, inject the fault on whoever leads now (so the next repetition fails
 back), let Patroni fail over, and measure:
 
+(``host-loss`` on a platform with one member per host kills every dataplat daemon of the
+primary's host and starts them all again once the new leader is seen; the repetition
+records ``old_leader_host``, ``new_leader_host`` and ``lost_host``.)
+
 * RTO: fault -> first acknowledged commit on the new primary (client clock);
 * RPO: acknowledged transfers missing on the new primary (must be 0), in-doubt commits
   (connection lost during COMMIT) reported apart;
@@ -169,6 +173,11 @@ class FenceProber:
             self._stop.wait(0.1)
 
 
+def _where(member: dict[str, Any]) -> str:
+    """``host (address)`` of a warehouse member."""
+    return f"{member['host']} ({member['address']})"
+
+
 def _first_commit_on(workload: LedgerWorkload, server: str, after: float) -> float | None:
     for a in workload.snapshot():
         if a.outcome == "acked" and a.server == server and a.t_end > after:
@@ -209,8 +218,16 @@ def run_repetition(ctx: DrillContext) -> Repetition:
         ctx.timeout("healthy_s"),
         "a leader and a streaming synchronous standby before the fault",
     )
-    rep.info.update(old_leader=old, expected_candidate=standby, patroni=patroni_config(platform))
-    ctx.log(f"leader {old}, sync standby {standby}; fault {sc.fault_type}")
+    rep.info.update(
+        old_leader=old,
+        old_leader_host=members[old]["host"],
+        expected_candidate=standby,
+        patroni=patroni_config(platform),
+    )
+    ctx.log(
+        f"leader {old} on {_where(members[old])}, sync standby {standby} on {_where(members[standby])}; "
+        f"fault {sc.fault_type}"
+    )
     servers = {f"{m['address']}:{m['ports']['pg']}": n for n, m in members.items()}
 
     workload = LedgerWorkload(
@@ -222,7 +239,9 @@ def run_repetition(ctx: DrillContext) -> Repetition:
         seed=ctx.index + 1,
     )
     workload.prepare()
-    recipe = faults.daemon_recipe(platform, old) if sc.fault_type == "host-loss" else None
+    lost = faults.lost_host(platform, old) if sc.fault_type == "host-loss" else None
+    # how to start the lost host's daemons again, read while they still run
+    recipes = [faults.daemon_recipe(platform, name) for name in lost.daemons] if lost else []
     prober = FenceProber(endpoints.conninfo(platform, [members[old]], read_write=False), str(w["schema"]))
     stuck: list[str] = []
     t_rejoined: float | None = None
@@ -235,6 +254,8 @@ def run_repetition(ctx: DrillContext) -> Repetition:
 
         if sc.fault_type == "postmaster-kill":
             injected = faults.kill_postmaster(platform, old)
+        elif lost is not None and lost.whole_host:
+            injected = faults.whole_host_loss(platform, lost)
         elif sc.fault_type == "host-loss":
             injected = faults.host_loss(platform, old)
         else:
@@ -242,8 +263,10 @@ def run_repetition(ctx: DrillContext) -> Repetition:
         prober.start()
         t_fault = injected.t
         rep.t_fault = t_fault
-        rep.event(f"fault: {injected.kind} on {old}", t_fault)
+        rep.event(f"fault: {injected.kind} on {old} ({members[old]['host']})", t_fault)
         rep.info["fault"] = asdict(injected)
+        if lost is not None:
+            rep.info["lost_host"] = asdict(lost)
         ctx.log(f"fault injected: {injected.detail}")
 
         def new_leader() -> str | None:
@@ -254,14 +277,17 @@ def run_repetition(ctx: DrillContext) -> Repetition:
 
         new = poll(new_leader, ctx.timeout("failover_s"), f"a new leader other than {old}")
         t_promoted = time.time()
-        rep.event(f"new leader {new} seen (Patroni)", t_promoted)
+        rep.event(f"new leader {new} seen (Patroni) on {members[new]['host']}", t_promoted)
         rep.info["new_leader"] = new
-        if recipe is not None:
+        rep.info["new_leader_host"] = members[new]["host"]
+        if recipes:
             delay = float(sc.fault["restart_delay_s"])
             if delay:
                 time.sleep(delay)  # the lost host stays away this long, by design
-            faults.restart_daemon(platform, recipe)
-            rep.event(f"{old} host back: Patroni agent started again", time.time())
+            for recipe in recipes:
+                faults.restart_daemon(platform, recipe)
+            what = ", ".join(r.name for r in recipes)
+            rep.event(f"host {members[old]['host']} back: {what} started again", time.time())
         new_server = f"{members[new]['address']}:{members[new]['ports']['pg']}"
         t_first = poll(
             lambda: _first_commit_on(workload, new_server, t_fault),
@@ -270,7 +296,10 @@ def run_repetition(ctx: DrillContext) -> Repetition:
         )
         rep.event(f"first commit on {new}", t_first)
         rep.metrics["rto_s"] = round(t_first - t_fault, 3)
-        ctx.log(f"new leader {new}; first commit {t_first - t_fault:.2f} s after the fault")
+        ctx.log(
+            f"new leader {new} on {_where(members[new])}; "
+            f"first commit {t_first - t_fault:.2f} s after the fault"
+        )
         try:
             rejoin = poll(
                 lambda: _rejoined(platform, old, new),
@@ -290,8 +319,9 @@ def run_repetition(ctx: DrillContext) -> Repetition:
         rep.event("load stops", time.time())
         workload.dump(ctx.rep_dir / "attempts.jsonl")
         (ctx.rep_dir / "fence.jsonl").write_text("".join(json.dumps(asdict(p)) + "\n" for p in probes))
-        if recipe is not None and not faults.daemon.read_state(old, platform.run_dir).running:
-            faults.restart_daemon(platform, recipe)  # never leave the member down
+        for recipe in recipes:
+            if not faults.daemon.read_state(recipe.name, platform.run_dir).running:
+                faults.restart_daemon(platform, recipe)  # never leave the lost host down
 
     attempts = workload.snapshot()
     for name in servers.values():

@@ -4,6 +4,12 @@ Nothing here waits for recovery: the platform (Patroni, the daemons) recovers by
 itself; the drill only measures. The one exception is a lost *host*: nothing on it
 survives, so :func:`restart_daemon` plays the host coming back and its service
 manager starting the daemon again, exactly as ``dataplat up`` started it.
+
+What a lost host takes with it depends on the placement (:func:`lost_host`): on a
+multi-host platform every dataplat daemon placed on the primary's host dies (its
+Patroni member, a Raft witness, nats-server, serving pools, decision service,
+exporter), each with all its processes; on the one-machine platform, where the other
+members share the host, the member's own processes play the host.
 """
 
 from __future__ import annotations
@@ -59,6 +65,26 @@ def _children(pid: int) -> list[int]:
             continue
         if int(stat[stat.rindex(")") + 2 :].split()[1]) == pid:
             out.append(int(entry.name))
+    return out
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (children, their children ...), read from /proc once."""
+    parent: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        parent[int(entry.name)] = int(stat[stat.rindex(")") + 2 :].split()[1])
+    out: list[int] = []
+    frontier = [pid]
+    while frontier:
+        below = [child for child, ppid in parent.items() if ppid in frontier]
+        out.extend(below)
+        frontier = below
     return out
 
 
@@ -155,6 +181,66 @@ def host_loss(platform: Platform, member: str) -> Injected:
         member,
         tuple(victims),
         f"SIGKILL to agent {agent.pid}, postmaster {pm} and {len(victims) - 2} children",
+    )
+
+
+@dataclass(frozen=True)
+class LostHost:
+    """What the loss of a warehouse member's host takes with it."""
+
+    host: str
+    address: str
+    daemons: tuple[str, ...]
+    """Daemons placed on the host that were running, the member first."""
+    whole_host: bool
+    """False on a one-machine platform: only the member's own processes play the host."""
+
+
+def lost_host(platform: Platform, member: str) -> LostHost:
+    """The host of ``member`` and the running daemons that go down with it."""
+    placed = {i["name"]: i for i in platform.instances}
+    if member not in placed:
+        raise DrillError(f"{member} is not a warehouse member of the platform under {platform.home}")
+    host = placed[member]["host"]
+    members_there = [i for i in platform.by_component("warehouse") if i["host"] == host]
+    if len(members_there) > 1:
+        return LostHost(host, placed[member]["address"], (member,), whole_host=False)
+    names = [member] + [
+        i["name"]
+        for i in platform.instances
+        if i["host"] == host
+        and i["name"] != member
+        and daemon.read_state(i["name"], platform.run_dir).running
+    ]
+    return LostHost(host, placed[member]["address"], tuple(names), whole_host=True)
+
+
+def whole_host_loss(platform: Platform, lost: LostHost) -> Injected:
+    """SIGKILL to every process of every daemon on the lost host at once (nothing shuts down cleanly)."""
+    members = {i["name"] for i in platform.by_component("warehouse")}
+    roots: list[int] = []
+    for name in lost.daemons:
+        state = daemon.read_state(name, platform.run_dir)
+        if state.running and state.pid is not None:
+            roots.append(state.pid)
+        if name in members:
+            try:
+                roots.append(postmaster_pid(platform, name))  # Patroni detaches its postmaster
+            except DrillError:
+                pass  # PostgreSQL not running: the agent is all there is
+    if not roots:
+        raise DrillError(f"no daemon of host {lost.host} is running")
+    victims = [v for pid in roots for v in (pid, *_descendants(pid))]
+    t = time.time()
+    _kill(victims)
+    _kill([v for pid in roots for v in _descendants(pid)])  # stragglers forked in the meantime
+    return Injected(
+        t,
+        "host-loss",
+        lost.daemons[0],
+        tuple(victims),
+        f"host {lost.host} ({lost.address}) lost: SIGKILL to {len(victims)} processes of "
+        f"{', '.join(lost.daemons)}",
     )
 
 

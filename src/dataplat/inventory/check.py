@@ -68,6 +68,7 @@ class CheckReport:
             "unreachable": dict(self.unreachable),
             "findings": [f.to_dict() for f in self.findings],
             "plan": self.plan.to_dict() if self.plan is not None else None,
+            "open_ports": self.plan.open_ports() if self.plan is not None else {},
             "facts_run": self.facts_run,
         }
 

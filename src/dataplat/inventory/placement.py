@@ -125,6 +125,18 @@ class Plan:
     def errors(self) -> list[Problem]:
         return [p for p in self.problems if p.is_error]
 
+    def open_ports(self) -> dict[str, list[int]]:
+        """host -> the TCP ports its instances serve, which its firewall must let in.
+
+        roles/common opens the same ports with firewalld or ufw on hosts running one. Ports an
+        autoscaled pool's replicas take behind their supervisor are not listed: only the
+        supervisor on the same host talks to them.
+        """
+        out: dict[str, set[int]] = {}
+        for inst in self.instances:
+            out.setdefault(inst.host, set()).update(inst.ports.values())
+        return {host: sorted(ports) for host, ports in out.items() if ports}
+
     def to_dict(self) -> dict[str, Any]:
         """``{"instances": [...], "problems": [...]}``, JSON-able."""
         return {
