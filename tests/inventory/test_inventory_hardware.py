@@ -5,11 +5,15 @@ what runs them either): the parsers are tested on tool outputs in their real for
 (tests/inventory/samples/README-hardware.md says where each comes from), and the roles are
 run for real through ansible-runner against localhost, where they must skip (nothing
 declared) or report the missing hardware as an error at the inventory's file, line and field.
+The perftest pairing is run for real too, with a sysfs tree under tmp_path and stand-ins for
+ib_write_bw / ib_write_lat (fakeperftest/: a real TCP rendezvous, the tools' sample output).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import sys
 import time
 from pathlib import Path
 
@@ -285,3 +289,53 @@ def test_cli_shows_the_skip(kind: str, tmp_path: Path, dataplat) -> None:  # typ
     assert rc == 0 and json.loads(out)["status"] == "skipped"
     rc, out, _ = dataplat("inventory", kind, "-i", str(LOCAL), "--home", str(tmp_path), "--last")
     assert rc == 0 and "skipped" in out and "nothing to check" in out
+
+
+def test_perftest_pairs_run_server_then_client(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two hosts (127.0.0.1, 127.0.0.2, connection local) declare mlx5_0: the role starts the server
+    on the second, the client on the first waits for it, runs, and the report has the pair.
+
+    No RDMA NIC exists here: a sysfs tree under tmp_path stands in for /sys/class (rdma_sysfs_root)
+    and fakeperftest/ for ib_write_bw / ib_write_lat (real sample output, real TCP rendezvous).
+    """
+    import socket
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = Path(__file__).resolve().parent / "fakeperftest" / "fake_perftest.py"
+    for tool in ("ib_write_bw", "ib_write_lat"):
+        (bin_dir / f"{tool}.py").symlink_to(fake)  # the fake tells bw from lat by its name
+        (bin_dir / tool).write_text(f'#!/bin/sh\nexec {sys.executable} {bin_dir / (tool + ".py")} "$@"\n')
+        (bin_dir / tool).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    for rel, value in {
+        "infiniband/mlx5_0/ports/1/state": "4: ACTIVE",
+        "infiniband/mlx5_0/ports/1/link_layer": "Ethernet",
+        "infiniband/mlx5_0/ports/1/gids/3": "0000:0000:0000:0000:0000:ffff:7f00:0001",
+        "infiniband/mlx5_0/ports/1/gid_attrs/types/3": "RoCE v2",
+        "infiniband/mlx5_0/device/net/eth0/mtu": "9000",
+    }.items():
+        (tmp_path / "sys" / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "sys" / rel).write_text(value + "\n")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        free = s.getsockname()[1]
+    inv = tmp_path / "pair.yml"
+    inv.write_text(
+        "all:\n  vars:\n    ansible_connection: local\n"
+        '    ansible_python_interpreter: "{{ ansible_playbook_python }}"\n'
+        f"    rdma_perftest_port: {free}\n"
+        f"    rdma_sysfs_root: {tmp_path / 'sys'}\n"
+        "    nics:\n      - name: eth0\n"
+        "        rdma: {type: roce_v2, device: mlx5_0, mtu: 4096, gid_index: 3}\n"
+        "  hosts:\n    rdma-a: {ansible_host: 127.0.0.1}\n    rdma-b: {ansible_host: 127.0.0.2}\n"
+    )
+    report = run_check("rdma", inv, tmp_path / "home")
+    assert report["status"] == "ok", report["problems"]
+    (pair,) = report["pairs"]
+    assert (pair["client"], pair["server"]) == ("rdma-a", "rdma-b")
+    assert pair["bw"]["bw_avg_gbps"] == 92.57 and pair["lat"]["t_typical_us"] == 1.58
+    again = run_playbook(
+        "rdma.yml", inv, tmp_path, extravars={"dataplat_home": str(tmp_path / "home")}, ident_prefix="rdma"
+    )
+    assert again.ok and again.changed == 0
