@@ -92,3 +92,6 @@ def test_single_machine_command_unchanged(tmp_path: Path) -> None:
     spec = LocustRun(HERE / "distributed" / "tiny_locustfile.py", "http://x", [1], 1.0, tmp_path, processes=2)
     argv = spec.command()
     assert argv[argv.index("--processes") + 1] == "2" and "--master" not in argv
+    # its master listens on loopback, on a port of its own (two runs side by side do not collide)
+    assert argv[argv.index("--master-bind-host") + 1] == "127.0.0.1"
+    assert argv[argv.index("--master-bind-port") + 1] == argv[argv.index("--master-port") + 1] != "5557"

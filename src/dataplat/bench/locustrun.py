@@ -186,7 +186,12 @@ class LocustRun:
             argv += ["--master", "--master-bind-port", str(self.master_port)]
             argv += ["--expect-workers", str(self.worker_processes), "--expect-workers-max-wait", "60"]
         elif processes > 1:
-            argv += ["--processes", str(processes)]
+            # the parent is a master its forked workers reach over ZeroMQ: on loopback, on a
+            # port of its own, so two runs on one machine (a drill beside a benchmark) do not
+            # collide on Locust's default 5557, and nothing listens beyond this machine
+            port = _free_port()
+            argv += ["--processes", str(processes), "--master-bind-host", "127.0.0.1"]
+            argv += ["--master-bind-port", str(port), "--master-port", str(port)]
         argv += ["--csv", str(self.out_dir / self.name), "--csv-full-history", "--only-summary"]
         argv += ["--run-time", f"{run_time}s", "--stop-timeout", "5", "--loglevel", "WARNING"]
         return argv + list(self.extra_args)
@@ -208,6 +213,15 @@ class LocustRun:
             "DATAPLAT_STEP_S": f"{self.step_s:g}",
             **self.env,
         }
+
+
+def _free_port() -> int:
+    """A TCP port free on the loopback interface right now."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 @dataclass
