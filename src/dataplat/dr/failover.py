@@ -198,7 +198,9 @@ def _rejoined(platform: Platform, old: str, new: str) -> dict[str, Any] | None:
         return None
     inst = _members(platform)[new]
     with psycopg.connect(endpoints.conninfo(platform, [inst], read_write=False), connect_timeout=2) as conn:
-        rows = dict(conn.execute("SELECT application_name, sync_state FROM pg_stat_replication").fetchall())
+        rows: dict[str, str] = dict(
+            conn.execute("SELECT application_name, sync_state FROM pg_stat_replication").fetchall()
+        )
     sync = sorted(name for name, state in rows.items() if state == "sync")
     if old not in rows or not sync:
         return None

@@ -211,8 +211,8 @@ def render(report: CheckReport, console: Console) -> None:
         console.print()
         console.print(table)
         console.print("Ports to let in (opened by `up` where firewalld or ufw runs):")
-        for host, ports in report.plan.open_ports().items():
-            console.print(f"  {host}: tcp {', '.join(map(str, ports))}", highlight=False)
+        for host, host_ports in report.plan.open_ports().items():
+            console.print(f"  {host}: tcp {', '.join(map(str, host_ports))}", highlight=False)
     counts = {s: sum(1 for p in report.problems if p.severity == s) for s in ("error", "warning", "info")}
     verdict = "[bold green]OK[/]" if report.ok else "[bold red]FAILED[/]"
     console.print()
