@@ -126,3 +126,29 @@ def test_a_replica_is_drained_before_it_is_stopped(tmp_path: Path) -> None:
     assert waited >= 0.39  # the in-flight request finished first
     assert code == 7  # then SIGTERM (not SIGKILL)
     assert not kept
+
+
+def test_hpa_patch_merges_behaviour_and_names_bad_fields() -> None:
+    from dataplat.errors import ConfigError
+    from dataplat.scaling.patch import Controller, apply_patch
+
+    base = Controller(HPASpec("p", 1, 3, (inflight_metric(2),)), 15.0, 0.1)
+    patched = apply_patch(
+        base,
+        {
+            "maxReplicas": 5,
+            "syncPeriodSeconds": 1,
+            "behavior": {"scaleDown": {"stabilizationWindowSeconds": 3}},
+        },
+    )
+    behavior = patched.spec.behavior.to_dict()
+    assert patched.spec.maxReplicas == 5 and patched.sync_period_s == 1.0 and patched.tolerance == 0.1
+    assert behavior["scaleDown"]["stabilizationWindowSeconds"] == 3
+    # what the patch does not name keeps the deployed value (Kubernetes' defaults here)
+    assert behavior["scaleDown"]["policies"] == [{"type": "Percent", "value": 100, "periodSeconds": 15}]
+    assert behavior["scaleUp"] == base.spec.behavior.to_dict()["scaleUp"]
+    with pytest.raises(ConfigError) as err:
+        apply_patch(base, {"minReplicas": 4, "syncPeriodSeconds": 0, "behavior": {"scaleUp": "fast"}, "x": 1})
+    message = str(err.value)
+    for field in ("unknown field(s) x", "syncPeriodSeconds", "behavior.scaleUp", "maxReplicas: 3 is below"):
+        assert field in message, message

@@ -602,8 +602,9 @@ class WorkerSupervisor:
         per_worker: dict[str, ReplicaSample] = {}
         for w in live:
             busy, gauge, served = self._worker_values(w.pid)
+            busy = 0.0 if busy is None else busy  # no request yet: no sample of the histogram
             w.served = served
-            if w.state != "ready" or busy is None:
+            if w.state != "ready":
                 per_worker[w.name] = ReplicaSample(None, ready=w.state == "ready")
                 w.inflight = gauge
                 continue
