@@ -197,6 +197,18 @@ async def _drill(pool: Pool) -> None:
             report["all_ready_s"] = await _in_thread(
                 lambda: wait_for(lambda: pool.state().get("ready", 0) == 3, 30, pool, "3 replicas ready")
             )
+            # endpoint discovery lists the ready replicas, each answering inference itself
+            async with session.get(f"{pool.url}/dataplat/v1/endpoints") as r:
+                listed = (await r.json())["replicas"]
+            assert len(listed) == 3 and {e["url"] for e in listed} == {
+                f"http://127.0.0.1:{x['port']}" for x in pool.state()["replicas"] if x["state"] == "ready"
+            }
+            async with session.post(
+                f"{listed[-1]['url']}/v2/models/propensity/infer",
+                data=body,
+                headers={"Content-Type": "application/json"},
+            ) as r:
+                assert r.status == 200
             await asyncio.sleep(2)
             t_kill = time.monotonic()
             report["latency_1_replica_to_3_ms"] = load.latency_ms(t_up, t_kill)

@@ -24,6 +24,12 @@ Design: what Kubernetes does with a Deployment, a Service and an HPA, in one asy
   (connection refused or reset, or 503 shedding) is sent to another replica: losing a
   replica or scaling fails no request. With no ready replica at all (the only one was
   lost) the proxy waits, bounded, for one instead of failing at once.
+* **Endpoint discovery**: ``GET /dataplat/v1/endpoints`` on the pool's port lists the
+  ready replicas, for clients that balance over them themselves (no proxy hop; the decision
+  service's pool router does). A replica chosen for removal leaves that list at once and
+  keeps serving for ``--deregistration-delay`` before it drains. The in-flight metric is then
+  the larger of the proxy's view and the replica's own (the growth of its request-duration
+  ``_sum`` over the period, scraped from its ``/metrics``), so direct traffic scales the pool too.
 * **Scale-down drains**: the replica chosen (not ready first, then fewest in flight, then
   the newest, like a ReplicaSet) leaves routing at once, its requests in flight finish
   (bounded by ``--drain-timeout``, the ``terminationGracePeriodSeconds``), then it gets
@@ -94,6 +100,9 @@ __all__ = [
 ]
 
 INFLIGHT_METRIC = "dataplat_serving_inflight_requests"
+REPLICA_DURATION = "dataplat_serving_request_duration_seconds"
+"""The replicas' histogram of inference durations (:mod:`dataplat.serving.server`)."""
+DISCOVERY_PATH = "/dataplat/v1/endpoints"
 LATENCY_METRIC = "dataplat_pool_p95_latency_seconds"
 EVENTS_KEPT = 20
 
@@ -178,6 +187,9 @@ class SupervisorConfig:
     workers_per_replica: int = 1
     max_inflight_per_worker: int = 64
     drain_timeout_s: float = 30.0
+    deregistration_delay_s: float = 2.0
+    """How long a replica chosen for removal keeps serving after it left the endpoint list
+    (``GET /dataplat/v1/endpoints``), for clients that route to replicas themselves."""
     ready_timeout_s: float = 60.0
     health_period_s: float = 1.0
     request_timeout_s: float = 10.0
@@ -223,6 +235,9 @@ class Replica:
     _last_change: float = field(default_factory=time.monotonic)
     _cpu_ticks: int | None = None
     _cpu_at: float = 0.0
+    _busy: tuple[float, float] | None = None
+    """(the replica's own request-duration ``_sum``, when scraped) at the last sync."""
+    scraped_inflight: float | None = None
     idle: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
@@ -598,8 +613,14 @@ class Supervisor:
             os.killpg(replica.pid, sig)
 
     async def _stop_replica(self, replica: Replica, why: str) -> None:
-        """Drain (no new requests, wait for those in flight, bounded), then SIGTERM, then SIGKILL."""
+        """Drain (no new requests, wait for those in flight, bounded), then SIGTERM, then SIGKILL.
+
+        On a scale-down the replica first keeps serving for ``deregistration_delay_s``: it has
+        left the proxy's routing and the endpoint list at once, and clients that send to
+        replicas directly see that list change within their discovery interval."""
         t0 = time.monotonic()
+        if why == "scale-down" and self.config.deregistration_delay_s > 0:
+            await asyncio.sleep(self.config.deregistration_delay_s)
         pending = replica.inflight
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(replica.idle.wait(), self.config.drain_timeout_s)
@@ -674,7 +695,9 @@ class Supervisor:
         for metric in self.controller.spec.metrics:
             if metric.type == "Pods":
                 out[metric.name] = [
-                    ReplicaSample(r.average_inflight(now)) if r.routable else ReplicaSample(None, ready=False)
+                    ReplicaSample(max(r.average_inflight(now), r.scraped_inflight or 0.0))
+                    if r.routable
+                    else ReplicaSample(None, ready=False)
                     for r in live
                 ]
             elif metric.type == "Resource":
@@ -732,7 +755,33 @@ class Supervisor:
                 next_at = time.monotonic() + self.controller.sync_period_s
                 continue
             next_at += self.controller.sync_period_s
+            await self._scrape()
             self.sync()
+
+    async def _scrape(self) -> None:
+        """Each ready replica's own view of its load: the growth of its request-duration ``_sum``
+        over the period (Little's law), which counts requests clients sent to it directly
+        (endpoint discovery) as well as those through the proxy; the in-flight metric is the
+        larger of that and the proxy's view."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        assert self._session is not None
+        for r in [r for r in self._live() if r.routable]:
+            url = f"http://{self.config.replica_host}:{r.port}/metrics"
+            try:
+                async with self._session.get(url, timeout=aiohttp.ClientTimeout(total=1.0)) as resp:
+                    text = await resp.text() if resp.status == 200 else ""
+            except (aiohttp.ClientError, TimeoutError):
+                text = ""
+            busy = 0.0
+            for family in text_string_to_metric_families(text):
+                if family.name == REPLICA_DURATION:
+                    busy += sum(x.value for x in family.samples if x.name == f"{REPLICA_DURATION}_sum")
+            now = time.monotonic()
+            prev, r._busy = r._busy, (busy, now) if text else None
+            r.scraped_inflight = None
+            if prev is not None and r._busy is not None and now > prev[1]:
+                r.scraped_inflight = max(0.0, (busy - prev[0]) / (now - prev[1]))
 
     def reload(self) -> None:
         """SIGHUP: apply the HPA patch file over the deployed HPA, or restore it when there is none
@@ -782,6 +831,14 @@ class Supervisor:
             return web.Response(body=body, headers={"Content-Type": ctype})
         if path == "/v2/health/live":
             return web.json_response({"live": True})
+        if path == DISCOVERY_PATH:
+            # client-side load balancing (EndpointSlices): the replicas routed to now
+            replicas = [
+                {"name": r.name, "url": f"http://{self.config.replica_host}:{r.port}", "ready": True}
+                for r in self.replicas
+                if r.routable
+            ]
+            return web.json_response({"pool": self.config.pool, "replicas": replicas})
         if path == "/v2/health/ready":
             ready = any(r.routable for r in self.replicas)
             return web.json_response({"ready": ready}, status=200 if ready else 503)
@@ -1001,6 +1058,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=1, help="worker processes per replica")
     parser.add_argument("--max-inflight", type=int, default=64, help="per replica worker (503 beyond)")
     parser.add_argument("--drain-timeout", type=float, default=30.0, help="seconds")
+    parser.add_argument(
+        "--deregistration-delay",
+        type=float,
+        default=2.0,
+        help="seconds a replica being removed keeps serving after it left the endpoint list",
+    )
     parser.add_argument("--log-dir", type=Path, default=None)
     parser.add_argument("--print-hpa", action="store_true", help="print the HPA object (YAML) and exit")
     args = parser.parse_args(argv)
@@ -1026,6 +1089,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             workers_per_replica=args.workers,
             max_inflight_per_worker=args.max_inflight,
             drain_timeout_s=args.drain_timeout,
+            deregistration_delay_s=args.deregistration_delay,
             cpu_request=args.cpu_request,
             log_dir=args.log_dir,
         )
