@@ -264,3 +264,69 @@ async def _drill(pool: Pool) -> None:
     assert len(stopped) >= 2 and all("scale-down" in e["message"] for e in stopped)
     assert (state["minReplicas"], state["maxReplicas"], state["current"]) == (1, 3, 1)
     assert format_state(state)[0].startswith("drill: current 1, desired 1 (min 1, max 3), ready 1;")
+
+
+def test_router_sends_to_discovered_replicas_and_loses_none_with_one(pool: Pool) -> None:
+    """The decision service's pool router reads the supervisor's endpoint list and sends
+    inference straight to the replicas (no proxy hop); a replica SIGKILLed under it costs no
+    request: the attempt on it fails and the next endpoint (another replica, or the proxy,
+    which holds the request until the replacement is ready) answers."""
+    asyncio.run(_discovery(pool))
+
+
+async def _discovery(pool: Pool) -> None:
+    from dataplat.serving.client import PoolRouter, PoolSpec
+
+    async with PoolRouter([PoolSpec(POOL, (pool.url,))], timeout_s=10.0, deadline_s=20.0) as router:
+        listed = await router.discover()
+        replicas = {
+            f"http://127.0.0.1:{r['port']}" for r in pool.state()["replicas"] if r["state"] == "ready"
+        }
+        assert set(listed[pool.url] or ()) == replicas and replicas
+        meta_url = f"{pool.url}/v2/models/propensity"
+        async with aiohttp.ClientSession(trust_env=False) as session, session.get(meta_url) as r:
+            n_features = (await r.json())["inputs"][0]["shape"][1]
+        X = [[0.5] * n_features]
+        first = [await router.infer("propensity", X) for _ in range(20)]
+        assert {res.endpoint for res in first} <= replicas  # never through the proxy
+        served_by_proxy = sum(r["served"] for r in pool.state()["replicas"])
+
+        router.start_discovery(interval_s=0.2)
+        stop = False
+        outcomes: list[str] = []
+
+        async def client() -> None:
+            while not stop:
+                try:
+                    res = await router.infer("propensity", X)
+                    outcomes.append(res.endpoint)
+                except Exception as exc:  # noqa: BLE001 - every failure is a result of the test
+                    outcomes.append(f"failed: {exc}")
+
+        tasks = [asyncio.create_task(client()) for _ in range(4)]
+        try:
+            await asyncio.sleep(1.0)
+            victim = next(r for r in pool.state()["replicas"] if r["state"] == "ready")
+            os.killpg(victim["pid"], signal.SIGKILL)
+            await _in_thread(
+                lambda: wait_for(
+                    lambda: any(
+                        r["state"] == "ready" and r["pid"] != victim["pid"] for r in pool.state()["replicas"]
+                    ),
+                    30,
+                    pool,
+                    "a replacement replica ready",
+                )
+            )
+            await asyncio.sleep(1.5)  # discovery picks the replacement up
+        finally:
+            stop = True
+            await asyncio.gather(*tasks)
+        failed = [o for o in outcomes if o.startswith("failed")]
+        assert not failed, failed[:3]
+        new = {f"http://127.0.0.1:{r['port']}" for r in pool.state()["replicas"] if r["state"] == "ready"}
+        assert outcomes and set(outcomes[-8:]) <= new  # the replacement serves directly
+        # the proxy carried at most the requests held while no replica was listed
+        assert sum(r["served"] for r in pool.state()["replicas"]) - served_by_proxy <= outcomes.count(
+            pool.url
+        )

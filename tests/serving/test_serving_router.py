@@ -193,3 +193,19 @@ def test_pools_from_placement() -> None:
     ]
     assert pools[0].urls == ("http://10.0.1.7:58100", "http://10.0.1.8:58100")
     assert pools[1].urls == (f"http://10.0.0.5:{port}",)
+
+
+def test_a_plain_server_has_no_discovery_and_is_used_as_it_is(server: ServerProcess) -> None:
+    """A URL without the supervisor's discovery route (an OIP server itself; Triton or
+    MLServer alike) answers 404 there: the router stops asking and sends to the URL."""
+
+    async def run() -> None:
+        async with PoolRouter([PoolSpec("cpu", (server.url,))], timeout_s=2.0, deadline_s=5.0) as router:
+            assert await router.discover() == {server.url: None}
+            router.start_discovery(interval_s=0.05)
+            await asyncio.sleep(0.3)
+            assert router._discovery_task is not None and router._discovery_task.done()  # gave up asking
+            res = await router.infer("propensity", ROW)
+            assert res.endpoint == server.url and res.fallbacks == 0
+
+    asyncio.run(run())

@@ -198,6 +198,7 @@ class DecisionApp:
         models = sorted({s.model for s in self.strategies.strategies})
         if specs:
             router.start_health_checks(models[0] if len(models) == 1 else None)
+            router.start_discovery()  # straight to a supervised pool's replicas, no proxy hop
         self.engine = Engine(
             self.strategies,
             pool,

@@ -29,6 +29,19 @@ check skips the endpoint; the request path never waits for a check. Refresh them
 :meth:`PoolRouter.health` or in the background with :meth:`PoolRouter.start_health_checks`.
 Faults in the request path feed a circuit breaker per endpoint (``breaker_threshold``
 failures in a row open it for ``breaker_reset_s``, then one trial request decides).
+
+Endpoint discovery (client-side load balancing, as a Kubernetes client reads
+EndpointSlices): a pool URL that is a pool supervisor's endpoint
+(:mod:`dataplat.scaling.supervisor`) also lists its ready replicas at
+``GET /dataplat/v1/endpoints``. :meth:`PoolRouter.start_discovery` reads that list every
+``discovery_interval_s`` and the router then sends requests straight to the replicas,
+round-robin, with the pool URL (the supervisor's proxy) as the last endpoint of the pool:
+no proxy hop on the request path (on the 2-core reference machine it cost about a third of
+the decision path's throughput). A replica the supervisor is about to stop leaves the list
+first and keeps serving for the supervisor's deregistration delay, which is longer than
+the discovery interval; inference is idempotent, so a connection the replica closes while
+stopping is retried on the next endpoint. A URL without the discovery route (Triton,
+MLServer, a plain OIP server) answers 404 and is used as it is.
 """
 
 from __future__ import annotations
@@ -49,6 +62,8 @@ DEFAULT_TIMEOUT_S = 0.05
 DEFAULT_DEADLINE_S = 0.1
 DEFAULT_HEALTH_TIMEOUT_S = 0.2
 DEFAULT_HEALTH_TTL_S = 1.0
+DEFAULT_DISCOVERY_INTERVAL_S = 0.5
+DISCOVERY_PATH = "/dataplat/v1/endpoints"
 
 _JSON = {"Content-Type": "application/json"}
 _NP_DTYPES = {"FP32": np.float32, "FP64": np.float64, "INT64": np.int64, "INT32": np.int32, "BOOL": np.bool_}
@@ -385,6 +400,16 @@ class _Endpoint:
     checked_at: float = field(default=-1e18)
 
 
+@dataclass
+class _Discovery:
+    """What a pool URL's discovery route said last: its ready replicas (None: not asked yet or
+    not answering), or that it has no such route."""
+
+    replicas: list[_Endpoint] | None = None
+    unsupported: bool = False
+    failures: int = 0
+
+
 class PoolRouter:
     """Routes inference to the best healthy pool and falls back to the next (module docstring).
 
@@ -420,6 +445,11 @@ class PoolRouter:
         }  # fmt: skip
         self._next = dict.fromkeys(self._endpoints, 0)
         self._health_task: asyncio.Task[None] | None = None
+        self._discovery: dict[str, _Discovery] = {
+            ep.client.base_url: _Discovery() for group in self._endpoints.values() for ep in group
+        }
+        self._discovery_task: asyncio.Task[None] | None = None
+        self._breaker = (breaker_threshold, breaker_reset_s)
 
     def _shared(self) -> aiohttp.ClientSession:
         if self._session is None:
@@ -427,10 +457,11 @@ class PoolRouter:
         return self._session
 
     async def aclose(self) -> None:
-        """Stop the health checks and close the shared connection pool."""
-        if self._health_task is not None:
-            self._health_task.cancel()
-            await asyncio.gather(self._health_task, return_exceptions=True)
+        """Stop the health checks and discovery, and close the shared connection pool."""
+        for task in (self._health_task, self._discovery_task):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -481,16 +512,92 @@ class PoolRouter:
         self._health_task = asyncio.get_running_loop().create_task(loop(), name="pool-health")
 
     def breaker_states(self) -> dict[str, str]:
-        """Circuit breaker state of every endpoint by URL."""
-        return {ep.client.base_url: ep.breaker.state for group in self._endpoints.values() for ep in group}
+        """Circuit breaker state of every endpoint by URL (discovered replicas included)."""
+        out = {ep.client.base_url: ep.breaker.state for group in self._endpoints.values() for ep in group}
+        for d in self._discovery.values():
+            out.update({ep.client.base_url: ep.breaker.state for ep in d.replicas or ()})
+        return out
+
+    # --- endpoint discovery -------------------------------------------------------------
+
+    async def discover(self) -> dict[str, list[str] | None]:
+        """Ask every pool URL for its ready replicas once; by URL, the replica URLs it listed
+        (None: no discovery route, or not answering, so the URL is used as it is)."""
+        out: dict[str, list[str] | None] = {}
+        for group in self._endpoints.values():
+            for ep in group:
+                out[ep.client.base_url] = await self._discover_one(ep)
+        return out
+
+    async def _discover_one(self, ep: _Endpoint) -> list[str] | None:
+        d = self._discovery[ep.client.base_url]
+        if d.unsupported:
+            return None
+        try:
+            status, body = await ep.client._request(
+                "GET", ep.client.base_url + DISCOVERY_PATH, self.health_timeout_s
+            )
+        except EndpointError:
+            d.failures += 1
+            if d.failures >= 3:  # the supervisor is gone: its replicas may be too; use the URL
+                d.replicas = None
+            return [e.client.base_url for e in d.replicas] if d.replicas is not None else None
+        if status in (404, 405):
+            d.unsupported, d.replicas = True, None
+            return None
+        if status != 200:
+            d.failures += 1
+            return [e.client.base_url for e in d.replicas] if d.replicas is not None else None
+        try:
+            urls = [str(r["url"]).rstrip("/") for r in json.loads(body)["replicas"] if r.get("ready", True)]
+        except (ValueError, KeyError, TypeError):
+            d.failures += 1
+            return None
+        d.failures = 0
+        known = {e.client.base_url: e for e in d.replicas or ()}
+        threshold, reset_s = self._breaker
+        d.replicas = [
+            known.get(u)
+            or _Endpoint(
+                ep.pool,
+                OipClient(u, timeout_s=self.timeout_s, session=self._shared),
+                CircuitBreaker(threshold, reset_s, self.clock),
+                health=True,
+                checked_at=self.clock(),
+            )
+            for u in urls
+        ]
+        return urls
+
+    def start_discovery(self, interval_s: float = DEFAULT_DISCOVERY_INTERVAL_S) -> None:
+        """Refresh the replica lists in the background every ``interval_s`` (module docstring)."""
+        if self._discovery_task is not None and not self._discovery_task.done():
+            return
+
+        async def loop() -> None:
+            while True:
+                await self.discover()
+                if all(d.unsupported for d in self._discovery.values()):
+                    return  # nothing to discover from: plain servers
+                await asyncio.sleep(interval_s)
+
+        self._discovery_task = asyncio.get_running_loop().create_task(loop(), name="pool-discovery")
 
     # --- inference ----------------------------------------------------------------------
 
     def _order(self, pool: str) -> list[_Endpoint]:
+        """The endpoints to try, in order: the discovered replicas, then the pool URLs, each
+        round-robin."""
         group = self._endpoints[pool]
-        start = self._next[pool] % len(group) if group else 0
-        self._next[pool] = start + 1
-        return group[start:] + group[:start]
+        replicas = [r for ep in group for r in self._discovery[ep.client.base_url].replicas or ()]
+        n = self._next[pool]
+        self._next[pool] = n + 1
+        out: list[_Endpoint] = []
+        for part in (replicas, group):
+            if part:
+                start = n % len(part)
+                out += part[start:] + part[:start]
+        return out
 
     async def infer(
         self,
