@@ -23,8 +23,13 @@ request path. What the proxy gave, the workers do themselves:
   would only see clients that connect after it started. When a worker becomes ready the
   supervisor sends the others ``SIGUSR2``: each connection open in them then closes after
   its next answer (``Connection: close``, never under a request), its client connects
-  again, and the kernel spreads the new connections over all accepting workers (nginx's
-  ``keepalive_requests`` does the same, by count).
+  again, and the kernel hands the new connections to the accepting workers (nginx's
+  ``keepalive_requests`` does the same, by count). Which worker gets a reconnection is
+  whichever accepts first: a busy worker accepts later, so a CPU-bound service such as the
+  decision service spreads out; idle workers may not. ``SO_REUSEPORT`` sockets per worker
+  would spread connections evenly, but a draining worker's socket would drop the
+  connections queued on it (unless the kernel migrates them: ``net.ipv4.tcp_migrate_req``),
+  so one shared socket it is.
 * **Replacement.** A worker that exits on its own is replaced at once (backing off when it
   dies before it was ready), as a ReplicaSet replaces a lost pod.
 * **Metrics per worker** come from the Prometheus multiprocess folder the workers write
