@@ -14,6 +14,15 @@ for, with objects kept in memory:
   ``managedFields``, defaulted fields, and a ``status`` that says "not ready" until the
   test marks objects ready (:meth:`FakeKubernetes.mark_ready`) or sets ``auto_ready``.
 
+With ``controllers`` set (seconds), the fake also plays the controllers after a pod is
+deleted, that long later: CloudNativePG promotes another ready instance when the primary's
+pod goes (``status.currentPrimary``/``targetPrimary``, ``readyInstances``) and recreates
+the lost instance, not ready at first, ready after the same delay again; a pod whose name
+ends in ``-<ordinal>`` comes back under its name (a StatefulSet), any other is replaced by
+a new pod (a Deployment), and the owning workload's status is not ready until then. A
+``status.targetPrimary`` patched on a Cluster (a switchover) becomes ``currentPrimary``.
+``on_delete`` callbacks get each deleted object (in a thread of their own).
+
 Every request is recorded (:attr:`FakeKubernetes.requests`) so tests can assert on the
 exact API calls. It is a test double, not an API server: lists in an apply replace the
 live list, there is no validation, no garbage collection and no watch.
@@ -23,10 +32,11 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -109,6 +119,10 @@ class FakeKubernetes:
     """Objects whose fields another manager owns: apply without force answers 409."""
     objects: dict[Key, dict[str, Any]] = field(default_factory=dict)
     requests: list[Request] = field(default_factory=list)
+    controllers: float | None = None
+    """Seconds after which the fake plays the controllers on a deleted pod (None: it does not)."""
+    on_delete: list[Callable[[dict[str, Any]], None]] = field(default_factory=list)
+    """Called with every deleted object, each in a thread of its own (e.g. to break real connections)."""
 
     def __post_init__(self) -> None:
         self._lock = threading.RLock()
@@ -320,6 +334,7 @@ class FakeKubernetes:
         if method == "DELETE":
             obj = self._must(key)
             self._delete(key)
+            self._after_delete(copy.deepcopy(obj))
             return 200, obj
         if method == "PATCH":
             if "apply-patch" in ctype:
@@ -334,8 +349,85 @@ class FakeKubernetes:
                 return 200, _scale_of(obj)
             _merge(obj, copy.deepcopy(body or {}))
             obj["metadata"]["resourceVersion"] = self._next_rv()
+            target = ((body or {}).get("status") or {}).get("targetPrimary")
+            if kind.kind == "Cluster" and sub == "status" and target and self.controllers is not None:
+                switched = {"currentPrimary": target}
+                self._later(lambda: self.update("Cluster", name, namespace, status=switched))
             return 200, obj
         raise _Fail(405, "MethodNotAllowed", method)
+
+    # -- the controllers, played with timers ---------------------------------------------------------
+
+    def _later(self, action: Callable[[], None], delay: float | None = None) -> None:
+        timer = threading.Timer(self.controllers if delay is None else delay, action)
+        timer.daemon = True
+        timer.start()
+
+    def _after_delete(self, obj: dict[str, Any]) -> None:
+        for callback in self.on_delete:
+            threading.Thread(target=callback, args=(copy.deepcopy(obj),), daemon=True).start()
+        if self.controllers is None or obj.get("kind") != "Pod":
+            return
+        meta = obj["metadata"]
+        ns, name, labels = meta.get("namespace", "dataplat"), meta["name"], meta.get("labels") or {}
+        instance = labels.get("cnpg.io/cluster")
+        if instance:
+            live = self.objects.get(("postgresql.cnpg.io/v1", "Cluster", ns, instance))
+            if live is not None:
+                st = live.setdefault("status", {})
+                want = (live.get("spec") or {}).get("instances", 1)
+                st["readyInstances"] = max(0, want - 1)
+                if st.get("currentPrimary") == name:
+                    st["phase"] = "Failing over"
+                    others = sorted(
+                        o["metadata"]["name"]
+                        for k, o in self.objects.items()
+                        if k[1] == "Pod" and k[2] == ns and k[3] != name
+                        and (o["metadata"].get("labels") or {}).get("cnpg.io/cluster") == instance
+                    )  # fmt: skip
+                    new = others[0] if others else name
+                    st["targetPrimary"] = new  # a switch in progress: not recovered yet
+
+                    def promote() -> None:
+                        promoted = {"currentPrimary": new, "targetPrimary": new}
+                        self.update("Cluster", instance, ns, status=promoted)
+
+                    self._later(promote)
+
+                def back() -> None:
+                    self.put(pod(name, labels, ready=False, namespace=ns, node=_node(obj)))
+                    self._later(ready_again)
+
+                def ready_again() -> None:
+                    self.update("Pod", name, ns, status={"conditions": [{"type": "Ready", "status": "True"}]})
+                    healthy = {"readyInstances": want, "phase": "Cluster in healthy state"}
+                    self.update("Cluster", instance, ns, status=healthy)
+
+                self._later(back)
+                return
+        owner = self._owner_of(ns, labels)
+        if owner is not None:
+            _status(owner, ready=False)
+        stable = re.search(r"-\d+$", name) is not None  # a StatefulSet's pod keeps its name
+        replacement = name if stable else f"{name.rsplit('-', 1)[0]}-{uuid.uuid4().hex[:5]}"
+
+        def replace() -> None:
+            self.put(pod(replacement, labels, namespace=ns, node=_node(obj)))
+            with self._lock:
+                live_owner = self._owner_of(ns, labels)
+                if live_owner is not None:
+                    _status(live_owner, ready=True)
+
+        self._later(replace)
+
+    def _owner_of(self, namespace: str, labels: dict[str, str]) -> dict[str, Any] | None:
+        """The Deployment or StatefulSet whose selector matches a pod's labels."""
+        for key, obj in self.objects.items():
+            if key[1] in ("Deployment", "StatefulSet") and key[2] == namespace:
+                match = ((obj.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+                if match and all(labels.get(k) == v for k, v in match.items()):
+                    return obj
+        return None
 
     def _groups(self) -> dict[str, Any]:
         groups: dict[str, list[str]] = {}
@@ -681,6 +773,10 @@ def pod(
         "spec": {"nodeName": node if not unschedulable else None, "containers": [{"name": "main"}]},
         "status": status,
     }
+
+
+def _node(obj: dict[str, Any]) -> str:
+    return str((obj.get("spec") or {}).get("nodeName") or "node-1")
 
 
 def iter_requests_of(fake: FakeKubernetes, method: str) -> Iterator[Request]:

@@ -1,7 +1,9 @@
 """``dataplat drill list``; ``dataplat drill run NAME [--repeat N] [--profile FILE] [--json]``.
 
 NAME is a scenario of ``dr/`` (by name) or the path of a scenario file; ``--profile FILE``
-replaces the scenario's workload settings with those of FILE. Exit codes of
+replaces the scenario's workload settings with those of FILE. ``--target k8s [--context C]
+[--namespace N] [--kubeconfig F] [--warehouse-conninfo CONNINFO]`` (or ``target: k8s`` in
+the scenario) runs it against a Kubernetes cluster (:mod:`dataplat.dr.cluster`). Exit codes of
 ``run``: 0 every target met, 1 a target or check missed, 2 the drill could not run
 (or the scenario file is invalid).
 """
@@ -13,6 +15,8 @@ import json
 import sys
 from pathlib import Path
 from typing import Any
+
+_K8S_ONLY = ("context", "kubeconfig", "namespace", "warehouse_conninfo")
 
 
 def _positive_int(text: str) -> int:
@@ -57,6 +61,30 @@ def register(subparsers: Any) -> None:
         "steps and HPA windows: dr/profiles/scaling-short.yml)",
     )
     p.add_argument("--json", action="store_true", help="print results.json on stdout")
+    group = p.add_argument_group("Kubernetes target (--target k8s)")
+    group.add_argument(
+        "--target",
+        choices=("local", "k8s"),
+        default=None,
+        help="local: the platform under --home; k8s: the cluster of dataplat up --target k8s "
+        "(default: the scenario's target:, else DATAPLAT_TARGET, else local); run folders stay under --home",
+    )
+    group.add_argument("--context", default=None, help="kubeconfig context (default: the current one)")
+    group.add_argument(
+        "--kubeconfig", default=None, help="kubeconfig file (default: KUBECONFIG, else ~/.kube/config)"
+    )
+    group.add_argument(
+        "--namespace",
+        default=None,
+        help="namespace of the platform (default: DATAPLAT_NAMESPACE, else dataplat)",
+    )
+    group.add_argument(
+        "--warehouse-conninfo",
+        default=None,
+        metavar="CONNINFO",
+        help="failover: libpq conninfo reaching the CloudNativePG -rw Service, for the ledger workload "
+        "(RTO, RPO); no password in it (a passfile or PGPASSWORD). Without it: API-level recovery only",
+    )
     p.set_defaults(func=cmd_run)
 
 
@@ -103,7 +131,25 @@ def cmd_run(args: argparse.Namespace) -> int:
     home = resolve_home(args.home)
     inventory = Path(args.inventory) if args.inventory else None
     progress = None if args.json else (lambda line: print(line, file=sys.stderr, flush=True))
-    result = run_drill(scenario, home, repeat=args.repeat, inventory=inventory, progress=progress)
+    from dataplat.dr.cluster import resolve_target
+
+    if resolve_target(getattr(args, "target", None), scenario) == "k8s":
+        from dataplat.dr.cluster import connect_target, run_cluster_drill
+
+        target = connect_target(
+            scenario,
+            context=args.context,
+            kubeconfig=args.kubeconfig,
+            namespace=args.namespace,
+            warehouse_conninfo=args.warehouse_conninfo,
+        )
+        result = run_cluster_drill(scenario, home / "drills", target, repeat=args.repeat, progress=progress)
+    else:
+        given = [f"--{o.replace('_', '-')}" for o in _K8S_ONLY if getattr(args, o, None)]
+        if given:
+            print(f"dataplat: error: {', '.join(given)} need --target k8s", file=sys.stderr)
+            return 2
+        result = run_drill(scenario, home, repeat=args.repeat, inventory=inventory, progress=progress)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2, default=str))
     else:
@@ -114,5 +160,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         level = result.summary.get("gbt20988_2007") if result.summary else None
         if level:
             print(f"GB/T 20988-2007 level (indication): {level.get('level')} {level.get('bands', '')}")
+        if result.target:
+            print(f"target k8s, namespace {result.target['namespace']}: {result.target['measured']}")
         print(f"{result.outcome} (exit {result.exit_code}); report: {result.run_dir / 'report.html'}")
     return result.exit_code

@@ -27,7 +27,7 @@ FAILOVER = register_kind(
             "schema": Setting(str, "dr"),
         },
         checks=("rpo", "invariant", "in_doubt", "fencing", "rejoin", "status"),
-        metrics=("rto_s", "rpo_commits", "rejoin_s"),
+        metrics=("rto_s", "rpo_commits", "rejoin_s", "promotion_s"),  # promotion_s: target k8s
         timeouts={"failover_s": 60.0, "rejoin_s": 180.0, "healthy_s": 120.0},
         target_variables=("ttl", "loop_wait", "retry_timeout"),
     )
@@ -98,7 +98,7 @@ STREAM_CRASH = register_kind(
             "payload_bytes": Setting(int, 256),
         },
         checks=("acked_present", "consumer_no_gaps"),
-        metrics=("outage_s", "lost_acked"),
+        metrics=("outage_s", "lost_acked", "replacement_s"),  # replacement_s: target k8s
         timeouts={"restart_s": 60.0, "drain_s": 60.0},
     )
 )
@@ -189,6 +189,8 @@ SCALING = register_kind(
             "replacement_s",
             "max_replicas",
             "requests",
+            "scaled_ready_s",  # target k8s: scale subresource patched -> replicas ready
+            "scaled_back_s",
         ),
         timeouts={"settle_s": 60.0, "scale_in_s": 120.0, "replace_s": 30.0, "patch_s": 10.0},
     )

@@ -246,6 +246,11 @@ def render_html(result: DrillResult) -> str:
     ]
     if result.error:
         out.append(f"<p class='fail'>Could not run: {html.escape(result.error)}</p>")
+    if result.target:
+        out.append("<h2>Target</h2><table>")
+        for key, value in result.target.items():
+            out.append(f"<tr><th>{html.escape(str(key))}</th><td>{_fmt(value)}</td></tr>")
+        out.append("</table>")
     out.append(
         "<h2>Targets</h2><table><tr><th>target</th><th>bound</th><th>measured</th><th>verdict</th></tr>"
     )

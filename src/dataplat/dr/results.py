@@ -103,6 +103,9 @@ class DrillResult:
     variables: dict[str, float] = field(default_factory=dict)
     summary: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
+    target: dict[str, Any] = field(default_factory=dict)
+    """Where the drill ran when not on the local platform: ``{"target": "k8s", "context": ...,
+    "namespace": ..., "measured": ...}`` (empty for the local platform)."""
 
     @property
     def checks_passed(self) -> bool:
@@ -147,4 +150,5 @@ class DrillResult:
             },
             "summary": self.summary,
             "repetitions": [r.to_dict() for r in self.repetitions],
+            **({"target": self.target} if self.target else {}),
         }

@@ -13,6 +13,10 @@ A scenario is a YAML file users can copy and change::
       rpo_commits: {max: 0}
     timeouts: {failover_s: 60, rejoin_s: 120}
 
+``target: k8s`` (with a ``k8s:`` section: context, namespace, warehouse_conninfo ...)
+runs the drill against a Kubernetes cluster (:mod:`dataplat.dr.cluster`); the local
+platform is the default.
+
 Each kind (:class:`DrillKind`) declares the faults, settings, checks and target
 metrics it understands and the function that runs one repetition; other packages
 add kinds with :func:`register_kind` (e.g. a ``scaling`` drill). Every problem of a
@@ -36,6 +40,12 @@ from dataplat.yamldoc import Problem, line_of, load_mapping, plain
 
 SCENARIO_DIR = PROJECT_ROOT / "dr"
 """Where the shipped scenario files live (``dataplat drill list`` lists them)."""
+
+TARGETS = ("local", "k8s")
+"""Where a drill runs: the local platform (default) or a Kubernetes cluster."""
+
+K8S_SETTINGS: dict[str, Setting] = {}
+"""Settings of a scenario's ``k8s:`` section (filled in below, after :class:`Setting`)."""
 
 STATISTICS = ("min", "median", "p95", "max")
 """Statistics a target may bound (every bound is an upper bound: value <= target)."""
@@ -85,6 +95,32 @@ class DrillKind:
     help: str = ""
 
 
+K8S_SETTINGS.update(
+    {
+        "context": Setting(str, "", help="kubeconfig context (default: the current one)"),
+        "kubeconfig": Setting(str, "", help="kubeconfig file (default: KUBECONFIG, else ~/.kube/config)"),
+        "namespace": Setting(
+            str, "", help="namespace of the platform (default: DATAPLAT_NAMESPACE, else dataplat)"
+        ),
+        "warehouse_conninfo": Setting(
+            str,
+            "",
+            help="libpq conninfo reaching the CloudNativePG -rw Service; no password in it "
+            "(a passfile or PGPASSWORD)",
+        ),
+        "cluster_name": Setting(str, "warehouse", help="the CloudNativePG Cluster"),
+        "statefulset": Setting(str, "stream", help="the NATS StatefulSet"),
+        "deployment": Setting(
+            str,
+            "",
+            help="serving-worker: the pool's Deployment (default: the first serving-*); "
+            "scaling: the Deployment to scale (default: decision)",
+        ),
+        "replicas": Setting(int, 0, help="scaling: replicas to scale to (default: current + 1)"),
+        "grace_period_s": Setting(int, 0, help="pod deletion grace period (0: killed, as in a crash)"),
+    }
+)
+
 KINDS: dict[str, DrillKind] = {}
 """The registry of drill kinds, by name."""
 
@@ -131,13 +167,17 @@ class Scenario:
     checks: tuple[str, ...]
     targets: tuple[Target, ...]
     timeouts: dict[str, float]
+    target: str | None = None
+    """``local`` or ``k8s`` as the file states it; None when it does not (the command decides)."""
+    k8s: dict[str, Any] = field(default_factory=lambda: {k: s.default for k, s in K8S_SETTINGS.items()})
+    """The ``k8s:`` section, defaults filled in."""
 
     @property
     def fault_type(self) -> str:
         return str(self.fault["type"])
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d: dict[str, Any] = {
             "name": self.name,
             "kind": self.kind,
             "path": str(self.path),
@@ -150,6 +190,9 @@ class Scenario:
             ],
             "timeouts": self.timeouts,
         }
+        if self.target is not None:
+            d["target"] = self.target
+        return d
 
 
 def _type_name(t: type | tuple[type, ...]) -> str:
@@ -178,6 +221,7 @@ def load_scenario(path: str | Path) -> Scenario:
         problems.append(Problem(fname, line_of(node, key), fieldname, message))
 
     known = {"name", "kind", "description", "fault", "workload", "checks", "targets", "timeouts"}
+    known |= {"target", "k8s"}
     for key in doc:
         if key not in known:
             bad(doc, key, str(key), f"unknown field (known: {', '.join(sorted(known))})")
@@ -215,6 +259,17 @@ def load_scenario(path: str | Path) -> Scenario:
     else:
         fault["type"] = ftype
     workload = _settings(doc, "workload", kind.workload_settings, bad, fname)
+    target = doc.get("target")
+    if target is not None and target not in TARGETS:
+        bad(doc, "target", "target", f"must be one of {', '.join(TARGETS)}, got {plain(target)!r}")
+    k8s = _settings(doc, "k8s", K8S_SETTINGS, bad, fname)
+    if "password=" in str(k8s.get("warehouse_conninfo", "")).replace(" ", "").lower():
+        bad(
+            doc["k8s"],
+            "warehouse_conninfo",
+            "k8s.warehouse_conninfo",
+            "must not hold a password: use a passfile (passfile=... or ~/.pgpass) or PGPASSWORD",
+        )
 
     checks_node = doc.get("checks", CommentedSeq(kind.checks))
     checks: list[str] = []
@@ -297,6 +352,8 @@ def load_scenario(path: str | Path) -> Scenario:
         checks=tuple(checks),
         targets=tuple(targets),
         timeouts=timeouts,
+        target=str(target) if target in TARGETS else None,
+        k8s=k8s,
     )
 
 

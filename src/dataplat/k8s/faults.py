@@ -31,6 +31,7 @@ __all__ = [
     "delete_primary_pod",
     "delete_stream_pod",
     "primary_pod",
+    "promote",
     "scale",
     "uncordon",
     "wait_new_primary",
@@ -197,6 +198,23 @@ def wait_new_primary(
     seconds = time.monotonic() - injected.t_mono
     moved = "promoted" if primary != injected.target else "recreated"
     return Recovery(seconds, f"primary {primary} {moved} after {injected.target} was deleted", primary)
+
+
+def promote(cluster: Cluster, namespace: str, instance: str, cluster_name: str = "warehouse") -> Injected:
+    """A planned switchover to ``instance``, as ``kubectl cnpg promote`` asks for it: the
+    Cluster's ``status.targetPrimary`` set through the status subresource; CloudNativePG
+    demotes the primary and promotes the instance. The record names the old primary."""
+    old = primary_pod(cluster, namespace, cluster_name)
+    if instance == old:
+        raise ClusterError(f"{instance} is already the primary of Cluster {cluster_name}")
+    if not _pod_ready(cluster.get("v1", "Pod", instance, namespace)):
+        raise ClusterError(f"instance {instance} of Cluster {cluster_name} has no ready pod to promote")
+    pod = cluster.get("v1", "Pod", old, namespace)
+    t, t_mono = time.time(), time.monotonic()
+    patch = {"status": {"targetPrimary": instance}}
+    cluster.patch(CNPG, "Cluster", cluster_name, namespace, patch, subresource="status")
+    detail = f"switchover of Cluster {cluster_name}: {old} -> {instance}"
+    return Injected("switchover", old, namespace, t, t_mono, _uid(pod), detail)
 
 
 # -- stream (NATS StatefulSet) and serving pools (Deployments) -----------------------------------------
