@@ -25,7 +25,7 @@ import pytest
 from fakeapi import FakeKubernetes, pod
 
 from dataplat.cli import main
-from dataplat.dr.scenario import ScenarioError, load_scenario
+from dataplat.dr.scenario import SCENARIO_DIR, ScenarioError, load_scenario
 
 NS = "dataplat"
 DELAY = 0.3
@@ -300,6 +300,11 @@ fault: {type: postmaster-kill}
     assert main(["drill", "run", path, "--home", str(tmp_path / "home")]) == 2
     assert f"{path}:3" in capsys.readouterr().err
     assert load_scenario(_scenario(tmp_path, FAILOVER_API_ONLY, "ok.yml")).target == "k8s"
+    shipped = load_scenario(SCENARIO_DIR / "failover-k8s.yml")
+    assert shipped.target == "k8s" and shipped.k8s["cluster_name"] == "warehouse"
+    assert main(["drill", "list", "--json"]) == 0
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rows["failover-k8s"]["target"] == "k8s" and "target" not in rows["failover-postmaster-kill"]
 
 
 # -- the ledger workload through a warehouse conninfo ---------------------------------------------------

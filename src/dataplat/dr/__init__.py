@@ -9,4 +9,7 @@ Exit codes: 0 every target met, 1 a target or check missed, 2 the drill could no
 Kinds: ``failover`` (warehouse primary lost under a ledger workload), ``table-restore``
 (one table to a point in time from base backup + WAL archive), ``lake-rollback`` (one
 Iceberg table back to a snapshot), ``stream-crash`` (nats-server killed mid-publish).
+With ``--target k8s`` (or ``target: k8s``) failover, stream-crash, serving-worker and
+scaling run against a Kubernetes cluster, faults injected through its API
+(:mod:`dataplat.dr.cluster`).
 """

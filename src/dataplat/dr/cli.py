@@ -104,6 +104,7 @@ def cmd_list(args: argparse.Namespace) -> int:
                     "path": str(path),
                     "targets": [t.label() for t in sc.targets],
                     "description": sc.description,
+                    **({"target": sc.target} if sc.target else {}),
                 }
             )
         except ScenarioError as exc:
@@ -115,7 +116,8 @@ def cmd_list(args: argparse.Namespace) -> int:
         if "error" in r:
             print(f"{r['name']:<28} INVALID  {r['error']}")
         else:
-            print(f"{r['name']:<28} {r['kind']:<14} {r['fault']:<16} {'; '.join(r['targets'])}")
+            where = f" (target {r['target']})" if r.get("target", "local") != "local" else ""
+            print(f"{r['name']:<28} {r['kind']:<14} {r['fault']:<16} {'; '.join(r['targets'])}{where}")
     return 0
 
 
