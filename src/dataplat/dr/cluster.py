@@ -249,7 +249,7 @@ def _failover(ctx: ClusterContext) -> Repetition:
             standbys = sorted(
                 p["metadata"]["name"]
                 for p in cluster.list_objects("v1", "Pod", ns, label_selector=f"cnpg.io/cluster={name}")
-                if p["metadata"]["name"] != old and faults._pod_ready(p)
+                if p["metadata"]["name"] != old and faults.pod_ready(p)
             )
             if not standbys:
                 raise DrillError(f"Cluster {name} has no ready standby to switch over to ({st.get('phase')})")

@@ -247,7 +247,7 @@ def render_html(result: DrillResult) -> str:
     if result.error:
         out.append(f"<p class='fail'>Could not run: {html.escape(result.error)}</p>")
     if result.target:
-        out.append("<h2>Target</h2><table>")
+        out.append("<h2>Where it ran</h2><table>")
         for key, value in result.target.items():
             out.append(f"<tr><th>{html.escape(str(key))}</th><td>{_fmt(value)}</td></tr>")
         out.append("</table>")

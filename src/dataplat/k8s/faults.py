@@ -30,6 +30,7 @@ __all__ = [
     "delete_pool_pod",
     "delete_primary_pod",
     "delete_stream_pod",
+    "pod_ready",
     "primary_pod",
     "promote",
     "scale",
@@ -114,6 +115,11 @@ def _pod_ready(pod: Mapping[str, Any] | None) -> bool:
         return False
     conditions = (pod.get("status") or {}).get("conditions") or []
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
+def pod_ready(pod: Mapping[str, Any] | None) -> bool:
+    """Whether a pod exists, is not being deleted and reports the Ready condition."""
+    return _pod_ready(pod)
 
 
 def _uid(obj: Mapping[str, Any] | None) -> str:
