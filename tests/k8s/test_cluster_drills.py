@@ -390,3 +390,37 @@ timeouts: {failover_s: 15, rejoin_s: 10, healthy_s: 5}
     assert res["summary"]["gbt20988_2007"]["level"] == 6
     attempts = (Path(res["run_dir"]) / "rep-01" / "attempts.jsonl").read_text().splitlines()
     assert len(attempts) >= rep["info"]["counts"]["acked"]
+
+
+def test_a_conninfo_that_does_not_follow_the_failover_leaves_rto_unmeasured(
+    fake, kubeconfig, tmp_path, capsys, ledger_db
+):
+    """Fake API (no Kubernetes API server can run here) and a real PostgreSQL that stays up
+    when the primary's pod is deleted (as behind a port-forward to another pod): no client
+    connection is lost, so no commit can be told to be on the new primary; RTO is reported
+    as not measured with the reason, and its target is missed (exit 1)."""
+    conninfo = ledger_db.conninfo.replace("dbname=postgres", "dbname=ledger")
+    text = """\
+name: k8s-failover-stale
+kind: failover
+target: k8s
+fault: {type: postmaster-kill}
+workload: {clients: 1, accounts: 10, before_s: 0.2, after_s: 0}
+checks: [rpo]
+targets:
+  rto_s: {max: 10}
+timeouts: {failover_s: 1.5, rejoin_s: 10, healthy_s: 5}
+"""
+    code, res = _run(
+        capsys,
+        tmp_path,
+        _scenario(tmp_path, text),
+        "--kubeconfig",
+        kubeconfig,
+        "--warehouse-conninfo",
+        conninfo,
+    )
+    assert code == 1, res
+    rep = res["repetitions"][0]
+    assert "rto_s" not in rep["metrics"] and rep["metrics"]["rpo_commits"] == 0
+    assert "port-forward" in res["verdicts"][0]["detail"] and not res["verdicts"][0]["met"]

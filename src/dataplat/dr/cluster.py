@@ -291,6 +291,7 @@ def _failover(ctx: ClusterContext) -> Repetition:
                     f"{exc}: no client connection was lost, so the conninfo may not lead to the primary "
                     "that was deleted (a kubectl port-forward sticks to one pod)"
                 )
+                _not_measured(rep, "rto_s", why=rep.info["rto_error"])
         else:
             _not_measured(rep, "rto_s", "rpo_commits", why=API_ONLY)
         try:
