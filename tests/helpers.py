@@ -6,7 +6,7 @@ import os
 import socket
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -44,8 +44,8 @@ def shared_tmpdir(prefix: str) -> Path:
     return path
 
 
-def free_port_block(size: int) -> int:
-    """The first of ``size`` consecutive ports that are free on 127.0.0.1 now.
+def free_port_block(size: int, addresses: Sequence[str] = ("127.0.0.1",)) -> int:
+    """The first of ``size`` consecutive ports that are free on every one of ``addresses`` now.
 
     The search starts at a random place, so concurrent test runs rarely pick the same block.
     """
@@ -53,17 +53,18 @@ def free_port_block(size: int) -> int:
 
     start = random.randrange(20000, 39000)
     for base in [*range(start, 40000 - size, size + 7), *range(20000, start, size + 7)]:
-        if all(_free(base + i) for i in range(size)):
+        if all(_free(base + i, addresses) for i in range(size)):
             return base
     raise RuntimeError("no block of free ports found")
 
 
-def _free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
+def _free(port: int, addresses: Sequence[str] = ("127.0.0.1",)) -> bool:
+    for address in addresses:
+        with socket.socket() as s:
+            try:
+                s.bind((address, port))
+            except OSError:
+                return False
     return True
 
 

@@ -3,8 +3,6 @@ example inventory moved into it, and the kernel's own list of listening sockets.
 
 from __future__ import annotations
 
-import os
-import random
 import socket
 import subprocess
 import sys
@@ -12,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import helpers
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
@@ -37,43 +36,16 @@ def loopback_usable() -> str | None:
     return None
 
 
-def _free_everywhere(port: int) -> bool:
-    for address in ("127.0.0.1", *ADDRESSES):
-        with socket.socket() as s:
-            try:
-                s.bind((address, port))
-            except OSError:
-                return False
-    return True
-
-
 def free_port_block(size: int = PORT_BLOCK) -> int:
-    """The first of ``size`` consecutive ports free on 127.0.0.1 and on every loopback host now.
-
-    The search starts at a random place, so concurrent test runs rarely pick the same block.
-    """
-    start = random.randrange(20000, 39000)
-    for base in [*range(start, 40000 - size, size + 7), *range(20000, start, size + 7)]:
-        if all(_free_everywhere(base + i) for i in range(size)):
-            return base
-    raise RuntimeError("no block of free ports found")
+    """The first of ``size`` consecutive ports free on 127.0.0.1 and on every loopback host now."""
+    return helpers.free_port_block(size, ("127.0.0.1", *ADDRESSES))
 
 
 def ports_of_block(base: int) -> dict[str, int]:
-    """The port settings of a test platform whose block starts at ``base`` (the same on each host)."""
-    return {
-        "warehouse_pg_port": base,
-        "warehouse_rest_port": base + 4,
-        "warehouse_raft_port": base + 8,
-        "warehouse_witness_raft_port": base + 12,
-        "stream_client_port": base + 13,
-        "stream_monitor_port": base + 14,
-        "stream_cluster_port": base + 15,
-        "metrics_port": base + 16,
-        "serving_port": base + 17,
-        "decision_port": base + 21,
-        "serving_replica_port": base + 24,  # an autoscaled pool's replicas: up to 8 from here
-    }
+    """The port settings of a test platform whose block starts at ``base`` (the same on each host):
+    those of a one-host platform, and an autoscaled pool's replicas (up to 8 from
+    ``serving_replica_port``)."""
+    return {**helpers.ports_of_block(base), "serving_replica_port": base + 24}
 
 
 def write_loopback_inventory(
@@ -169,11 +141,12 @@ def connect_refused(address: str, port: int) -> bool:
 
 def dataplat(*args: str, timeout: float = 600) -> tuple[int, str, str]:
     """Run the ``dataplat`` command line as a user does; (exit code, stdout, stderr)."""
-    env = dict(os.environ)
-    env.pop("DATAPLAT_HOME", None)
-    env.pop("DATAPLAT_INVENTORY", None)
     proc = subprocess.run(
-        [sys.executable, "-m", "dataplat", *args], capture_output=True, text=True, timeout=timeout, env=env
+        [sys.executable, "-m", "dataplat", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=helpers.clean_env(),
     )
     return proc.returncode, proc.stdout, proc.stderr
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from dataplat.inventory.facts import (
     Finding,
@@ -24,8 +24,10 @@ from dataplat.inventory.facts import (
     parse_npu_smi,
     parse_tool,
     split_probe,
+    tool_note,
 )
-from dataplat.inventory.model import Inventory, Problem
+from dataplat.inventory.hwreport import HardwareReport
+from dataplat.inventory.model import Inventory
 
 GPU_QUERY = "index,name,uuid,driver_version,memory.total"
 """The fields the role asks nvidia-smi for (``--query-gpu``)."""
@@ -74,33 +76,11 @@ def parse_gpu_csv(text: str) -> list[GpuRow]:
 
 
 @dataclass
-class AcceleratorReport:
-    """The outcome of ``roles/accelerators`` (written to ``<home>/accelerators/report.json``)."""
+class AcceleratorReport(HardwareReport):
+    """The outcome of ``roles/accelerators`` (written to ``<home>/accelerators/report.json``);
+    ``skipped`` when no host declares accelerators."""
 
-    inventory: str
-    status: str
-    """``ok``, ``failed`` (an error) or ``skipped`` (no host declares accelerators)."""
-    reason: str = ""
-    hosts: dict[str, dict[str, Any]] = field(default_factory=dict)
-    findings: list[Finding] = field(default_factory=list)
-    problems: list[Problem] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not any(p.severity == "error" for p in self.problems)
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-able mapping."""
-        return {
-            "kind": "accelerators",
-            "inventory": self.inventory,
-            "status": self.status,
-            "reason": self.reason,
-            "ok": self.ok,
-            "hosts": self.hosts,
-            "findings": [f.to_dict() for f in self.findings],
-            "problems": [p.to_dict() for p in self.problems],
-        }
+    kind: ClassVar[str] = "accelerators"
 
 
 def declares(claims: Mapping[str, Any]) -> bool:
@@ -128,22 +108,14 @@ def host_facts(probe: str) -> tuple[HostFacts, dict[str, Any]]:
     nv = parse_tool(s.get("nvidia-smi", "@@@absent"))
     npu = parse_tool(s.get("npu-smi", "@@@absent"))
     gpus: list[Gpu] | None = None
-    gpu_note = ""
     rows: list[GpuRow] = []
-    if not nv.present:
-        gpu_note = "nvidia-smi is not installed"
-    elif nv.rc != 0:
-        gpu_note = f"nvidia-smi failed (rc {nv.rc}): {nv.text.strip()[:200]}"
-    else:
+    gpu_note = tool_note(nv, "nvidia-smi")
+    if not gpu_note:
         rows = parse_gpu_csv(nv.text)
         gpus = [Gpu(r.name, round((r.memory_mib or 0) / 1024, 1)) for r in rows]
     npus = None
-    npu_note = ""
-    if not npu.present:
-        npu_note = "npu-smi is not installed"
-    elif npu.rc != 0:
-        npu_note = f"npu-smi failed (rc {npu.rc}): {npu.text.strip()[:200]}"
-    else:
+    npu_note = tool_note(npu, "npu-smi")
+    if not npu_note:
         npus = parse_npu_smi(npu.text)
     version = next(
         (line.split("Version:")[1].strip(" |") for line in npu.text.splitlines() if "Version:" in line), None
@@ -207,15 +179,7 @@ def analyse(inv: Inventory, results: Sequence[Mapping[str, Any]]) -> Accelerator
             if f.item.split(":", 1)[1] in kinds or f.status != "unverifiable"
         ]
         findings += _exact_count(host, claims, facts)
-        report.findings += findings
+        report.add_findings(inv, host, findings)
         report.hosts[host] = {k: v for k, v in shown.items() if k in kinds}
-        for f in findings:
-            if f.status == "mismatch":
-                origin = inv.origin(host, f.var or f.item, *f.sub)
-                if origin.line == 0:
-                    origin = inv.host_origin(host)
-                report.problems.append(f.to_problem(origin))
-    report.problems = list(dict.fromkeys(report.problems))
-    if report.status != "skipped":
-        report.status = "ok" if report.ok else "failed"
+    report.finish()
     return report

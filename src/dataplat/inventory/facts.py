@@ -164,6 +164,15 @@ def parse_tool(section: str) -> ToolOutput:
     return ToolOutput(present=True, rc=rc, text="\n".join(body))
 
 
+def tool_note(tool: ToolOutput, name: str) -> str:
+    """Why the output of the tool ``name`` cannot be used (empty when it can)."""
+    if not tool.present:
+        return f"{name} is not installed"
+    if tool.rc != 0:
+        return f"{name} failed (rc {tool.rc}): {tool.text.strip()[:200]}"
+    return ""
+
+
 def parse_lscpu(text: str) -> dict[str, str]:
     """``lscpu`` output as a mapping of its field names (``Architecture``, ``Model name``...)."""
     out: dict[str, str] = {}
@@ -327,22 +336,14 @@ def parse_probe(text: str) -> HostFacts:
         model = lscpu.get("BIOS Model name") or None
 
     gpus: list[Gpu] | None = None
-    gpu_note = ""
     nv = parse_tool(s.get("nvidia-smi", "@@@absent"))
-    if not nv.present:
-        gpu_note = "nvidia-smi is not installed"
-    elif nv.rc != 0:
-        gpu_note = f"nvidia-smi failed (rc {nv.rc}): {nv.text.strip()[:200]}"
-    else:
+    gpu_note = tool_note(nv, "nvidia-smi")
+    if not gpu_note:
         gpus = parse_nvidia_smi(nv.text)
     npus: list[Npu] | None = None
-    npu_note = ""
     npu = parse_tool(s.get("npu-smi", "@@@absent"))
-    if not npu.present:
-        npu_note = "npu-smi is not installed"
-    elif npu.rc != 0:
-        npu_note = f"npu-smi failed (rc {npu.rc}): {npu.text.strip()[:200]}"
-    else:
+    npu_note = tool_note(npu, "npu-smi")
+    if not npu_note:
         npus = parse_npu_smi(npu.text)
     return HostFacts(
         arch=arch or None,

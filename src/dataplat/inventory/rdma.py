@@ -19,11 +19,12 @@ tools' real formats (``tests/inventory/samples/rdma/README.md`` says where each 
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from dataplat.inventory.facts import (
     Finding,
@@ -31,11 +32,13 @@ from dataplat.inventory.facts import (
     RdmaDevice,
     ToolOutput,
     _compare_rdma,
+    _rdma_finding,
     parse_infiniband,
     parse_tool,
     split_probe,
 )
-from dataplat.inventory.model import Inventory, Problem
+from dataplat.inventory.hwreport import HardwareReport
+from dataplat.inventory.model import Inventory
 
 MIB_TO_GBIT = 1024 * 1024 * 8 / 1e9
 """perftest's MB/sec and MiB/sec are 2**20 bytes per second."""
@@ -80,8 +83,9 @@ class Qos:
 
 
 @dataclass(frozen=True)
-class BwResult:
-    """The result row of ``ib_write_bw`` (the last one when it printed several)."""
+class _PerftestResult:
+    """What every perftest result says: the preamble (device, link, GID index, MTU) and the row's
+    message size and iterations."""
 
     device: str | None
     link_type: str | None
@@ -89,6 +93,12 @@ class BwResult:
     mtu: int | None
     size_bytes: int
     iterations: int
+
+
+@dataclass(frozen=True)
+class BwResult(_PerftestResult):
+    """The result row of ``ib_write_bw`` (the last one when it printed several)."""
+
     bw_peak_gbps: float
     bw_avg_gbps: float
     msg_rate_mpps: float
@@ -96,15 +106,9 @@ class BwResult:
 
 
 @dataclass(frozen=True)
-class LatResult:
+class LatResult(_PerftestResult):
     """The result row of ``ib_write_lat`` (microseconds; None for columns older versions lack)."""
 
-    device: str | None
-    link_type: str | None
-    gid_index: int | None
-    mtu: int | None
-    size_bytes: int
-    iterations: int
     t_min_us: float
     t_max_us: float
     t_typical_us: float
@@ -365,35 +369,16 @@ def parse_probe(text: str) -> RdmaProbe:
 
 
 @dataclass
-class RdmaReport:
-    """The outcome of ``roles/rdma`` (written to ``<home>/rdma/report.json``)."""
+class RdmaReport(HardwareReport):
+    """The outcome of ``roles/rdma`` (written to ``<home>/rdma/report.json``); ``skipped``
+    when no host declares RDMA."""
 
-    inventory: str
-    status: str
-    """``ok``, ``failed`` (an error) or ``skipped`` (no host declares RDMA)."""
-    reason: str = ""
-    hosts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    kind: ClassVar[str] = "rdma"
+
     pairs: list[dict[str, Any]] = field(default_factory=list)
-    findings: list[Finding] = field(default_factory=list)
-    problems: list[Problem] = field(default_factory=list)
 
-    @property
-    def ok(self) -> bool:
-        return not any(p.severity == "error" for p in self.problems)
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-able mapping."""
-        return {
-            "kind": "rdma",
-            "inventory": self.inventory,
-            "status": self.status,
-            "reason": self.reason,
-            "ok": self.ok,
-            "hosts": self.hosts,
-            "pairs": self.pairs,
-            "findings": [f.to_dict() for f in self.findings],
-            "problems": [p.to_dict() for p in self.problems],
-        }
+    def _extra(self) -> dict[str, Any]:
+        return {"pairs": self.pairs}
 
 
 def declared_nics(claims: Mapping[str, Any]) -> list[tuple[int, Mapping[str, Any]]]:
@@ -417,199 +402,109 @@ def skip_reason(inv: Inventory) -> str | None:
     return f"no host of {inv.path.name} declares an RDMA NIC (nics[].rdma): nothing to check"
 
 
-def _finding(
-    host: str,
-    index: int,
-    dev: str,
-    status: Any,
-    claim: str,
-    fact: Any,
-    message: str,
-    hint: str = "",
-    *sub: Any,
-) -> Finding:
-    return Finding(
-        host,
-        f"rdma:{dev}",
-        status,
-        claim,
-        "" if fact is None else str(fact),
-        message,
-        hint,
-        "nics",
-        (index, "rdma", *sub),
-    )
-
-
 def _tool_findings(host: str, claims: Mapping[str, Any], probe: RdmaProbe) -> list[Finding]:
     out: list[Finding] = []
     for i, nic in declared_nics(claims):
         rdma = nic["rdma"]
         dev, kind, ifname = str(rdma.get("device")), rdma.get("type"), str(nic.get("name", ""))
         claim = f"{kind} {dev}"
+        add = functools.partial(_rdma_finding, out, host, i, claim, f"rdma:{dev}")
         ibv = probe.ibv.get(dev)
         if not probe.ibv_devinfo.present:
-            out.append(_finding(host, i, dev, "unverifiable", claim, None, "ibv_devinfo is not installed"))
+            add("unverifiable", None, "ibv_devinfo is not installed")
         elif ibv is None:
-            out.append(
-                _finding(
-                    host,
-                    i,
-                    dev,
-                    "mismatch",
-                    claim,
-                    ", ".join(probe.ibv) or "none",
-                    f"ibv_devinfo does not list {dev} (it lists: {', '.join(probe.ibv) or 'nothing'})",
-                    "load the verbs provider (rdma-core, mlx5_ib) or correct rdma.device",
-                    "device",
-                )
+            add(
+                "mismatch",
+                ", ".join(probe.ibv) or "none",
+                f"ibv_devinfo does not list {dev} (it lists: {', '.join(probe.ibv) or 'nothing'})",
+                "load the verbs provider (rdma-core, mlx5_ib) or correct rdma.device",
+                ("device",),
             )
         else:
             port = ibv.ports.get(1) or next(iter(ibv.ports.values()), None)
             mtu = rdma.get("mtu")
             if port is not None and mtu is not None and int(mtu) <= 4096 and port.active_mtu is not None:
                 if port.active_mtu != int(mtu):
-                    out.append(
-                        _finding(
-                            host,
-                            i,
-                            dev,
-                            "mismatch",
-                            claim,
-                            port.active_mtu,
-                            f"ibv_devinfo: {dev} active_mtu is {port.active_mtu}, declared {mtu}",
-                            "set the interface MTU (9000 for RDMA MTU 4096) or correct rdma.mtu",
-                            "mtu",
-                        )
+                    add(
+                        "mismatch",
+                        port.active_mtu,
+                        f"ibv_devinfo: {dev} active_mtu is {port.active_mtu}, declared {mtu}",
+                        "set the interface MTU (9000 for RDMA MTU 4096) or correct rdma.mtu",
+                        ("mtu",),
                     )
                 else:
-                    out.append(
-                        _finding(
-                            host,
-                            i,
-                            dev,
-                            "ok",
-                            claim,
-                            port.active_mtu,
-                            f"ibv_devinfo: {dev} active_mtu {mtu}",
-                            "",
-                            "mtu",
-                        )
-                    )
+                    add("ok", port.active_mtu, f"ibv_devinfo: {dev} active_mtu {mtu}", "", ("mtu",))
             gid_index = rdma.get("gid_index")
             if port is not None and gid_index is not None and port.gids:
                 gid = port.gids.get(int(gid_index))
                 if gid is None or (kind == "roce_v2" and gid[1] != "RoCE v2"):
                     have = ", ".join(f"{k}={g} {t or ''}".strip() for k, (g, t) in sorted(port.gids.items()))
-                    out.append(
-                        _finding(
-                            host,
-                            i,
-                            dev,
-                            "mismatch",
-                            claim,
-                            have,
-                            f"ibv_devinfo: {dev} GID[{gid_index}] is "
-                            f"{'absent' if gid is None else f'{gid[0]} {gid[1]}'}; the GID table has {have}",
-                            "use the index of the RoCE v2 GID of the interface's IPv4 address",
-                            "gid_index",
-                        )
+                    add(
+                        "mismatch",
+                        have,
+                        f"ibv_devinfo: {dev} GID[{gid_index}] is "
+                        f"{'absent' if gid is None else f'{gid[0]} {gid[1]}'}; the GID table has {have}",
+                        "use the index of the RoCE v2 GID of the interface's IPv4 address",
+                        ("gid_index",),
                     )
             if ibv.fw_ver:
-                out.append(_finding(host, i, dev, "ok", claim, ibv.fw_ver, f"{dev} firmware {ibv.fw_ver}"))
+                add("ok", ibv.fw_ver, f"{dev} firmware {ibv.fw_ver}")
         link = next((v for k, v in probe.links.items() if k.startswith(f"{dev}/")), None)
         if link is not None and link.get("state") != "ACTIVE":
-            out.append(
-                _finding(
-                    host,
-                    i,
-                    dev,
-                    "mismatch",
-                    claim,
-                    link.get("state"),
-                    f"rdma link: {dev} is {link.get('state')} ({link.get('physical_state')})",
-                    "check the cable, the switch port and the link",
-                    "device",
-                )
+            add(
+                "mismatch",
+                link.get("state"),
+                f"rdma link: {dev} is {link.get('state')} ({link.get('physical_state')})",
+                "check the cable, the switch port and the link",
+                ("device",),
             )
         prio = rdma.get("pfc_priority")
         if prio is not None:
             tool = probe.qos.get(ifname)
             qos = parse_mlnx_qos(tool.text) if tool is not None and tool.present and tool.rc == 0 else None
             if tool is None or not tool.present:
-                out.append(
-                    _finding(
-                        host,
-                        i,
-                        dev,
-                        "unverifiable",
-                        claim,
-                        None,
-                        f"cannot check PFC on {ifname}: mlnx_qos is not installed",
-                        "",
-                        "pfc_priority",
-                    )
+                add(
+                    "unverifiable",
+                    None,
+                    f"cannot check PFC on {ifname}: mlnx_qos is not installed",
+                    "",
+                    ("pfc_priority",),
                 )
             elif qos is None:
-                out.append(
-                    _finding(
-                        host,
-                        i,
-                        dev,
-                        "unverifiable",
-                        claim,
-                        None,
-                        f"mlnx_qos -i {ifname} showed no PFC table (rc {tool.rc})",
-                        "",
-                        "pfc_priority",
-                    )
+                add(
+                    "unverifiable",
+                    None,
+                    f"mlnx_qos -i {ifname} showed no PFC table (rc {tool.rc})",
+                    "",
+                    ("pfc_priority",),
                 )
             elif int(prio) not in qos.pfc_enabled:
-                out.append(
-                    _finding(
-                        host,
-                        i,
-                        dev,
-                        "mismatch",
-                        claim,
-                        f"PFC on {list(qos.pfc_enabled)}",
-                        f"{ifname}: PFC is not enabled on priority {prio} "
-                        f"(enabled: {list(qos.pfc_enabled) or 'none'})",
-                        f"mlnx_qos -i {ifname} --pfc with priority {prio} on "
-                        "(and the same on the switch port)",
-                        "pfc_priority",
-                    )
+                add(
+                    "mismatch",
+                    f"PFC on {list(qos.pfc_enabled)}",
+                    f"{ifname}: PFC is not enabled on priority {prio} "
+                    f"(enabled: {list(qos.pfc_enabled) or 'none'})",
+                    f"mlnx_qos -i {ifname} --pfc with priority {prio} on (and the same on the switch port)",
+                    ("pfc_priority",),
                 )
             else:
-                out.append(
-                    _finding(
-                        host,
-                        i,
-                        dev,
-                        "ok",
-                        claim,
-                        f"PFC on {list(qos.pfc_enabled)}, trust {qos.trust}",
-                        f"{ifname}: PFC on priority {prio}",
-                        "",
-                        "pfc_priority",
-                    )
+                add(
+                    "ok",
+                    f"PFC on {list(qos.pfc_enabled)}, trust {qos.trust}",
+                    f"{ifname}: PFC on priority {prio}",
+                    "",
+                    ("pfc_priority",),
                 )
         if rdma.get("ecn") is True:
             ecn = probe.ecn.get(ifname) or {}
             want = [int(prio)] if prio is not None else sorted({p for v in ecn.values() for p in v})
             if not ecn:
-                out.append(
-                    _finding(
-                        host,
-                        i,
-                        dev,
-                        "unverifiable",
-                        claim,
-                        None,
-                        f"cannot check ECN on {ifname}: no /sys/class/net/{ifname}/ecn",
-                        "",
-                        "ecn",
-                    )
+                add(
+                    "unverifiable",
+                    None,
+                    f"cannot check ECN on {ifname}: no /sys/class/net/{ifname}/ecn",
+                    "",
+                    ("ecn",),
                 )
             else:
                 off = [
@@ -619,22 +514,16 @@ def _tool_findings(host: str, claims: Mapping[str, Any], probe: RdmaProbe) -> li
                     if not ecn.get(side, {}).get(p)
                 ]
                 if off:
-                    out.append(
-                        _finding(
-                            host,
-                            i,
-                            dev,
-                            "mismatch",
-                            claim,
-                            "off: " + ", ".join(off),
-                            f"{ifname}: RoCE ECN is off for {', '.join(off)}",
-                            f"echo 1 > /sys/class/net/{ifname}/ecn/roce_np/enable/{want[0] if want else 0} "
-                            "(and roce_rp), or correct rdma.ecn",
-                            "ecn",
-                        )
+                    add(
+                        "mismatch",
+                        "off: " + ", ".join(off),
+                        f"{ifname}: RoCE ECN is off for {', '.join(off)}",
+                        f"echo 1 > /sys/class/net/{ifname}/ecn/roce_np/enable/{want[0] if want else 0} "
+                        "(and roce_rp), or correct rdma.ecn",
+                        ("ecn",),
                     )
                 else:
-                    out.append(_finding(host, i, dev, "ok", claim, "on", f"{ifname}: RoCE ECN on", "", "ecn"))
+                    add("ok", "on", f"{ifname}: RoCE ECN on", "", ("ecn",))
     return out
 
 
@@ -649,11 +538,12 @@ def _pair_findings(
     i, nic = nics[0]
     dev = str(nic["rdma"].get("device"))
     claim = f"{nic['rdma'].get('type')} {dev}"
+    add = functools.partial(_rdma_finding, findings, host, i, claim, f"rdma:{dev}")
     perf = result.get("perftest") or {}
     if not perf:
         return findings, pairs
     if perf.get("skipped"):
-        findings.append(_finding(host, i, dev, "unverifiable", claim, None, f"perftest: {perf['skipped']}"))
+        add("unverifiable", None, f"perftest: {perf['skipped']}")
         return findings, pairs
     pair: dict[str, Any] = {"client": host, "server": perf.get("peer"), "device": dev}
     for test, parse in (("bw", parse_write_bw), ("lat", parse_write_lat)):
@@ -661,20 +551,14 @@ def _pair_findings(
         parsed = parse(str(run.get("stdout", ""))) if run else None
         if parsed is None:
             tail = (str(run.get("stderr", "")) or str(run.get("stdout", "")))[-300:].strip()
-            findings.append(
-                _finding(
-                    host,
-                    i,
-                    dev,
-                    "mismatch",
-                    claim,
-                    f"rc {run.get('rc')}",
-                    f"ib_write_{test} from {host} to {perf.get('peer')} gave no result "
-                    f"(rc {run.get('rc')}): {tail}",
-                    "check that both ports are ACTIVE, the GID index exists on both hosts "
-                    "and the peer address is reachable",
-                    "device",
-                )
+            add(
+                "mismatch",
+                f"rc {run.get('rc')}",
+                f"ib_write_{test} from {host} to {perf.get('peer')} gave no result "
+                f"(rc {run.get('rc')}): {tail}",
+                "check that both ports are ACTIVE, the GID index exists on both hosts "
+                "and the peer address is reachable",
+                ("device",),
             )
             pair[test] = None
             continue
@@ -686,17 +570,7 @@ def _pair_findings(
             text.append(f"{bw['bw_avg_gbps']} Gb/s ({bw['size_bytes']} B messages)")
         if lat:
             text.append(f"latency typical {lat['t_typical_us']} us")
-        findings.append(
-            _finding(
-                host,
-                i,
-                dev,
-                "ok",
-                claim,
-                "; ".join(text),
-                f"perftest {host} -> {perf.get('peer')}: " + "; ".join(text),
-            )
-        )
+        add("ok", "; ".join(text), f"perftest {host} -> {perf.get('peer')}: " + "; ".join(text))
     pairs.append(pair)
     return findings, pairs
 
@@ -727,7 +601,7 @@ def analyse(inv: Inventory, results: Sequence[Mapping[str, Any]]) -> RdmaReport:
         pair_findings, pairs = _pair_findings(host, claims, result)
         findings += pair_findings
         report.pairs += pairs
-        report.findings += findings
+        report.add_findings(inv, host, findings, notes=True)
         report.hosts[host] = {
             "devices": {name: asdict(d) for name, d in (probe.sysfs or {}).items()},
             "sysfs": probe.sysfs is not None,
@@ -738,15 +612,5 @@ def analyse(inv: Inventory, results: Sequence[Mapping[str, Any]]) -> RdmaReport:
                 "perftest": probe.perftest,
             },
         }
-        for f in findings:
-            if f.status == "mismatch":
-                origin = inv.origin(host, f.var or f.item, *f.sub)
-                if origin.line == 0:
-                    origin = inv.host_origin(host)
-                report.problems.append(f.to_problem(origin))
-            elif f.status == "unverifiable":
-                report.problems.append(inv.host_origin(host).problem("info", f"host {host}: {f.message}"))
-    report.problems = list(dict.fromkeys(report.problems))
-    if report.status != "skipped":
-        report.status = "ok" if report.ok else "failed"
+    report.finish()
     return report

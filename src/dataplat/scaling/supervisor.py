@@ -56,7 +56,6 @@ import argparse
 import asyncio
 import contextlib
 import ctypes
-import datetime as dt
 import json
 import math
 import os
@@ -73,11 +72,10 @@ import aiohttp
 from aiohttp import web
 
 from dataplat.errors import ConfigError, PortInUseError
+from dataplat.scaling.controller import ScalingController, state_path
 from dataplat.scaling.hpa import (
     DEFAULT_SYNC_PERIOD_S,
     DEFAULT_TOLERANCE,
-    Decision,
-    HorizontalAutoscaler,
     HPABehavior,
     HPASpec,
     MetricSpec,
@@ -86,7 +84,7 @@ from dataplat.scaling.hpa import (
     inflight_metric,
     latency_metric,
 )
-from dataplat.scaling.patch import Controller, apply_patch, clear_patch, read_patch
+from dataplat.scaling.patch import clear_patch
 
 __all__ = [
     "Replica",
@@ -104,15 +102,9 @@ REPLICA_DURATION = "dataplat_serving_request_duration_seconds"
 """The replicas' histogram of inference durations (:mod:`dataplat.serving.server`)."""
 DISCOVERY_PATH = "/dataplat/v1/endpoints"
 LATENCY_METRIC = "dataplat_pool_p95_latency_seconds"
-EVENTS_KEPT = 20
 
 _HOP_HEADERS = ("content-type", "retry-after")
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def state_path(state_dir: Path, pool: str) -> Path:
-    """Where the supervisor of ``pool`` writes its state."""
-    return Path(state_dir) / f"{pool}.scaling.json"
 
 
 def read_state(state_dir: Path, pool: str) -> dict[str, Any] | None:
@@ -393,42 +385,36 @@ class NoReplica(Exception):
     """No ready replica could take the request within the wait."""
 
 
-class Supervisor:
+class Supervisor(ScalingController):
     """One pool: its replicas, the proxy in front of them and the HPA loop."""
+
+    component = "serving"
+    mode = "replicas"
 
     def __init__(self, config: SupervisorConfig) -> None:
         problems = config.validate()
         if problems:
             raise ConfigError("invalid pool supervisor settings:\n  " + "\n  ".join(problems))
+        super().__init__(
+            config.pool,
+            config.spec,
+            config.sync_period_s,
+            config.tolerance,
+            config.state_dir,
+            f"http://{config.host}:{config.port}",
+            _Metrics(config.pool),
+        )
         self.config = config
-        self.hpa = HorizontalAutoscaler(config.spec, tolerance=config.tolerance)
-        self.base = Controller(config.spec, config.sync_period_s, config.tolerance)
-        self.controller = self.base
-        """The HPA and controller flags in force: the deployed ones, or a patch's (:meth:`reload`)."""
-        self.patch: dict[str, Any] | None = None
-        self._wake = asyncio.Event()
         self.replicas: list[Replica] = []
-        self.target_replicas = config.spec.minReplicas
-        """The scale's ``spec.replicas``: what the HPA last decided."""
-        self.events: deque[dict[str, Any]] = deque(maxlen=EVENTS_KEPT)
-        self.last_decision: Decision | None = None
-        self.metrics = _Metrics(config.pool)
         self._seq = 0
         self._reserved_ports: set[int] = set()
         self._crash_backoff_s = 0.0
         self._ready_changed = asyncio.Event()
         self._reconcile_now = asyncio.Event()
-        self._stopping = asyncio.Event()
-        self._tasks: set[asyncio.Task[Any]] = set()
         self._latencies: deque[tuple[float, float]] = deque(maxlen=100_000)
         self._session: aiohttp.ClientSession | None = None
         self._runner: web.AppRunner | None = None
         self.inflight = 0
-        m = self.metrics
-        m.min.labels(config.pool).set(config.spec.minReplicas)
-        m.max.labels(config.pool).set(config.spec.maxReplicas)
-        for metric in config.spec.metrics:
-            m.target.labels(config.pool, metric.name).set(metric.target)
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -464,16 +450,6 @@ class Supervisor:
         self._spawn(self._reconcile_loop())
         self.write_state()
 
-    async def run(self) -> None:
-        """Start, then serve until :meth:`request_stop` (SIGTERM/SIGINT from :func:`main`)."""
-        await self.start()
-        await self._stopping.wait()
-        await self.stop()
-
-    def request_stop(self) -> None:
-        """Ask :meth:`run` to stop the pool."""
-        self._stopping.set()
-
     async def stop(self) -> None:
         """Drain and stop every replica, close the port."""
         self._stopping.set()
@@ -488,12 +464,6 @@ class Supervisor:
         if self._session is not None:
             await self._session.close()
         self.write_state(stopped=True)
-
-    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
 
     # --- replicas -----------------------------------------------------------------------
 
@@ -719,88 +689,8 @@ class Supervisor:
             return 0.0
         return values[min(len(values) - 1, math.ceil(0.95 * len(values)) - 1)]
 
-    def sync(self, now: float | None = None) -> Decision:
-        """One HPA reconcile: read the metrics, decide, record, and reconcile the replicas."""
-        now = time.monotonic() if now is None else now
-        values = self.samples(now)
-        current = self.target_replicas
-        ready = sum(1 for r in self._live() if r.routable)
-        decision = self.hpa.recommend(now, current, values, ready_replicas=ready)
-        self.last_decision = decision
-        m, pool = self.metrics, self.config.pool
-        for status in decision.metrics:
-            if status.current is not None:
-                m.metric.labels(pool, status.name).set(status.current)
-        if decision.rescale:
-            kind = "ScaleUp" if decision.desired > current else "ScaleDown"
-            self.target_replicas = decision.desired
-            self._event(
-                kind,
-                f"New size: {decision.desired}; reason: {decision.reason}",
-                from_replicas=current,
-                to_replicas=decision.desired,
-                decision=decision,
-            )
-            self._reconcile()
-        self.write_state()
-        return decision
-
-    async def _sync_loop(self) -> None:
-        next_at = time.monotonic() + self.controller.sync_period_s
-        while True:
-            self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), max(0.0, next_at - time.monotonic()))
-            if self._wake.is_set():  # a patch changed the period: a new one starts now
-                next_at = time.monotonic() + self.controller.sync_period_s
-                continue
-            next_at += self.controller.sync_period_s
-            await self._scrape()
-            self.sync()
-
-    async def _scrape(self) -> None:
-        """Each ready replica's own view of its load: the growth of its request-duration ``_sum``
-        over the period (Little's law), which counts requests clients sent to it directly
-        (endpoint discovery) as well as those through the proxy; the in-flight metric is the
-        larger of that and the proxy's view."""
-        from prometheus_client.parser import text_string_to_metric_families
-
-        assert self._session is not None
-        for r in [r for r in self._live() if r.routable]:
-            url = f"http://{self.config.replica_host}:{r.port}/metrics"
-            try:
-                async with self._session.get(url, timeout=aiohttp.ClientTimeout(total=1.0)) as resp:
-                    text = await resp.text() if resp.status == 200 else ""
-            except (aiohttp.ClientError, TimeoutError):
-                text = ""
-            busy = 0.0
-            for family in text_string_to_metric_families(text):
-                if family.name == REPLICA_DURATION:
-                    busy += sum(x.value for x in family.samples if x.name == f"{REPLICA_DURATION}_sum")
-            now = time.monotonic()
-            prev, r._busy = r._busy, (busy, now) if text else None
-            r.scraped_inflight = None
-            if prev is not None and r._busy is not None and now > prev[1]:
-                r.scraped_inflight = max(0.0, (busy - prev[0]) / (now - prev[1]))
-
-    def reload(self) -> None:
-        """SIGHUP: apply the HPA patch file over the deployed HPA, or restore it when there is none
-        (:mod:`dataplat.scaling.patch`)."""
-        c = self.config
-        try:
-            doc = read_patch(c.state_dir, c.pool)
-            controller = self.base if doc is None else apply_patch(self.base, doc)
-        except ConfigError as exc:
-            self._event("HPAPatchRejected", str(exc))
-            self.write_state()
-            return
-        self.controller, self.patch = controller, doc
-        self.hpa.spec, self.hpa.tolerance = controller.spec, controller.tolerance
-        self.metrics.min.labels(c.pool).set(controller.spec.minReplicas)
-        self.metrics.max.labels(c.pool).set(controller.spec.maxReplicas)
-        self._event("HPAPatched" if doc else "HPARestored", json.dumps(doc) if doc else "deployed HPA")
-        self._wake.set()
-        self.write_state()
+    def _ready_count(self, live: Sequence[Replica]) -> int:
+        return sum(1 for r in live if r.routable)
 
     # --- the proxy ----------------------------------------------------------------------
 
@@ -900,82 +790,8 @@ class Supervisor:
 
     # --- state --------------------------------------------------------------------------
 
-    def _event(
-        self,
-        kind: str,
-        message: str,
-        from_replicas: int | None = None,
-        to_replicas: int | None = None,
-        decision: Decision | None = None,
-    ) -> None:
-        event: dict[str, Any] = {
-            "time": round(time.time(), 3),
-            "at": dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"),
-            "type": kind,
-            "message": message,
-        }
-        if from_replicas is not None:
-            event.update({"from": from_replicas, "to": to_replicas})
-        if decision is not None:
-            event.update(
-                {
-                    "reason": decision.reason,
-                    "condition": decision.condition,
-                    "raw": decision.raw,
-                    "stabilized": decision.stabilized,
-                    "metrics": decision.to_dict()["metrics"],
-                }
-            )
-        self.events.append(event)
-        self.metrics.events.labels(self.config.pool, kind).inc()
-        print(f"{event['at']} {self.config.pool} {kind}: {message}", flush=True)
-
-    def state(self, stopped: bool = False) -> dict[str, Any]:
-        """What ``dataplat status`` shows: current, desired, bounds, metric, replicas, events."""
-        c, d, spec = self.config, self.last_decision, self.controller.spec
-        live = self._live()
-        ready = sum(1 for r in live if r.routable)
-        m, pool = self.metrics, c.pool
-        m.current.labels(pool).set(0 if stopped else self.target_replicas)
-        m.desired.labels(pool).set(d.desired if d else self.target_replicas)
-        m.ready.labels(pool).set(0 if stopped else ready)
-        return {
-            "pool": c.pool,
-            "component": "serving",
-            "mode": "replicas",
-            "pid": os.getpid(),
-            "running": not stopped,
-            "updated_at": round(time.time(), 3),
-            "endpoint": f"http://{c.host}:{c.port}",
-            "current": 0 if stopped else self.target_replicas,
-            "desired": d.desired if d else self.target_replicas,
-            "running_replicas": len(live),
-            "ready": 0 if stopped else ready,
-            "minReplicas": spec.minReplicas,
-            "maxReplicas": spec.maxReplicas,
-            "sync_period_s": self.controller.sync_period_s,
-            "tolerance": self.controller.tolerance,
-            "patch": self.patch,
-            "metrics": [
-                {"name": s.name, "current": s.current, "target": s.target, "ratio": s.ratio}
-                for s in (d.metrics if d else ())
-            ]
-            or [
-                {"name": mt.name, "current": None, "target": mt.target, "ratio": None}
-                for mt in spec.metrics
-            ],
-            "last_decision": d.to_dict() if d else None,
-            "replicas": [r.to_dict() for r in self.replicas],
-            "events": list(self.events),
-            "hpa": spec.to_dict(),
-        }
-
-    def write_state(self, stopped: bool = False) -> None:
-        """Write :meth:`state` to ``<state_dir>/<pool>.scaling.json`` atomically."""
-        path = state_path(self.config.state_dir, self.config.pool)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(json.dumps(self.state(stopped), indent=1) + "\n")
-        tmp.replace(path)
+    def _replica_states(self) -> list[dict[str, Any]]:
+        return [r.to_dict() for r in self.replicas]
 
 
 # --- command line -------------------------------------------------------------------------

@@ -41,7 +41,8 @@ request path. What the proxy gave, the workers do themselves:
 
 The HPA loop, the state file (``<state-dir>/<name>.scaling.json``, the same document as a
 pool's, so ``dataplat status`` shows both) and HPA patches on SIGHUP
-(:mod:`dataplat.scaling.patch`) are the pool supervisor's. The workers' ``/metrics`` include
+(:mod:`dataplat.scaling.patch`) are the pool supervisor's
+(:class:`dataplat.scaling.controller.ScalingController`). The workers' ``/metrics`` include
 the supervisor's ``dataplat_scaling_*`` gauges (the supervisor writes into the same folder).
 
 Used by ``python -m dataplat.decision.service ... --max-workers N`` (see
@@ -53,9 +54,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import datetime as dt
 import functools
-import json
 import math
 import os
 import shutil
@@ -63,19 +62,17 @@ import signal
 import socket
 import tempfile
 import time
-from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
 from dataplat.errors import ConfigError, DataplatError
+from dataplat.scaling.controller import ScalingController
 from dataplat.scaling.hpa import (
     DEFAULT_SYNC_PERIOD_S,
     DEFAULT_TOLERANCE,
-    Decision,
-    HorizontalAutoscaler,
     HPABehavior,
     HPASpec,
     MetricSpec,
@@ -84,7 +81,7 @@ from dataplat.scaling.hpa import (
     inflight_metric,
     latency_metric,
 )
-from dataplat.scaling.patch import Controller, apply_patch, clear_patch, read_patch
+from dataplat.scaling.patch import clear_patch
 
 __all__ = [
     "WorkerPoolConfig",
@@ -94,7 +91,6 @@ __all__ = [
     "scaling_config_from_args",
 ]
 
-EVENTS_KEPT = 20
 STARTUP_FAILURE = 3
 """uvicorn's exit code for a worker whose startup failed."""
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -291,8 +287,10 @@ def _proc_ticks(pid: int) -> int | None:
     return int(fields[11]) + int(fields[12])
 
 
-class WorkerSupervisor:
+class WorkerSupervisor(ScalingController):
     """The workers of one server, the shared socket and the HPA loop."""
+
+    mode = "workers"
 
     def __init__(self, config: WorkerPoolConfig, metrics_dir: Path) -> None:
         from dataplat.scaling.supervisor import _Metrics
@@ -300,32 +298,26 @@ class WorkerSupervisor:
         problems = config.validate()
         if problems:
             raise ConfigError("invalid worker scaling settings:\n  " + "\n  ".join(problems))
+        super().__init__(
+            config.name,
+            config.spec,
+            config.sync_period_s,
+            config.tolerance,
+            config.state_dir,
+            f"http://{config.host}:{config.port}",
+            _Metrics(config.name),
+        )
         self.config = config
+        self.component = config.component
         self.metrics_dir = metrics_dir
-        self.base = Controller(config.spec, config.sync_period_s, config.tolerance)
-        self.controller = self.base
-        self.patch: dict[str, Any] | None = None
-        self.hpa = HorizontalAutoscaler(config.spec, tolerance=config.tolerance)
         self.workers: list[Worker] = []
-        self.target_replicas = config.spec.minReplicas
-        self.events: deque[dict[str, Any]] = deque(maxlen=EVENTS_KEPT)
-        self.last_decision: Decision | None = None
-        self.metrics = _Metrics(config.name)
         self._seq = 0
         self._crash_backoff_s = 0.0
         self._restart_after = 0.0
-        self._stopping = asyncio.Event()
-        self._wake = asyncio.Event()
-        self._tasks: set[asyncio.Task[Any]] = set()
         self._sock: socket.socket | None = None
         self._uv_config: Any = None
         self._hist_prev: dict[float, float] = {}
         self._hist_at: float | None = None
-        m = self.metrics
-        m.min.labels(config.name).set(config.spec.minReplicas)
-        m.max.labels(config.name).set(config.spec.maxReplicas)
-        for metric in config.spec.metrics:
-            m.target.labels(config.name, metric.name).set(metric.target)
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -360,16 +352,6 @@ class WorkerSupervisor:
         self._spawn(self._watch_loop())
         self.write_state()
 
-    async def run(self) -> None:
-        """Start, then serve until :meth:`request_stop`."""
-        await self.start()
-        await self._stopping.wait()
-        await self.stop()
-
-    def request_stop(self) -> None:
-        """Ask :meth:`run` to stop (SIGTERM/SIGINT)."""
-        self._stopping.set()
-
     async def stop(self) -> None:
         """Stop every worker gracefully (uvicorn's SIGTERM: finish requests in flight), close the socket."""
         self._stopping.set()
@@ -390,12 +372,6 @@ class WorkerSupervisor:
         if self._sock is not None:
             self._sock.close()
         self.write_state(stopped=True)
-
-    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
 
     # --- workers ------------------------------------------------------------------------
 
@@ -526,26 +502,6 @@ class WorkerSupervisor:
                 self.write_state()
             await asyncio.sleep(0.05)
 
-    # --- HPA patches --------------------------------------------------------------------
-
-    def reload(self) -> None:
-        """SIGHUP: apply the patch file over the deployed HPA, or restore it when there is none."""
-        c = self.config
-        try:
-            doc = read_patch(c.state_dir, c.name)
-            controller = self.base if doc is None else apply_patch(self.base, doc)
-        except ConfigError as exc:
-            self._event("HPAPatchRejected", str(exc))
-            self.write_state()
-            return
-        self.controller, self.patch = controller, doc
-        self.hpa.spec, self.hpa.tolerance = controller.spec, controller.tolerance
-        self.metrics.min.labels(c.name).set(controller.spec.minReplicas)
-        self.metrics.max.labels(c.name).set(controller.spec.maxReplicas)
-        self._event("HPAPatched" if doc else "HPARestored", json.dumps(doc) if doc else "deployed HPA")
-        self._wake.set()
-        self.write_state()
-
     # --- the HPA loop -------------------------------------------------------------------
 
     def _worker_values(self, pid: int) -> tuple[float | None, float, int]:
@@ -640,123 +596,11 @@ class WorkerSupervisor:
                 out[metric.name] = self._pool_p95(now)
         return out
 
-    def sync(self, now: float | None = None) -> Decision:
-        """One HPA reconcile: read the metrics, decide, record, reconcile the workers."""
-        now = time.monotonic() if now is None else now
-        values = self.samples(now)
-        current = self.target_replicas
-        ready = sum(1 for w in self._live() if w.state == "ready")
-        decision = self.hpa.recommend(now, current, values, ready_replicas=ready)
-        self.last_decision = decision
-        for status in decision.metrics:
-            if status.current is not None:
-                self.metrics.metric.labels(self.config.name, status.name).set(status.current)
-        if decision.rescale:
-            kind = "ScaleUp" if decision.desired > current else "ScaleDown"
-            self.target_replicas = decision.desired
-            self._event(
-                kind,
-                f"New size: {decision.desired}; reason: {decision.reason}",
-                from_replicas=current,
-                to_replicas=decision.desired,
-                decision=decision,
-            )
-            self._reconcile()
-        self.write_state()
-        return decision
+    def _ready_count(self, live: Sequence[Worker]) -> int:
+        return sum(1 for w in live if w.state == "ready")
 
-    async def _sync_loop(self) -> None:
-        next_at = time.monotonic() + self.controller.sync_period_s
-        while True:
-            self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), max(0.0, next_at - time.monotonic()))
-            if self._wake.is_set():  # a patch changed the period: start a new one now
-                next_at = time.monotonic() + self.controller.sync_period_s
-                continue
-            next_at += self.controller.sync_period_s
-            self.sync()
-
-    # --- state --------------------------------------------------------------------------
-
-    def _event(
-        self,
-        kind: str,
-        message: str,
-        from_replicas: int | None = None,
-        to_replicas: int | None = None,
-        decision: Decision | None = None,
-    ) -> None:
-        event: dict[str, Any] = {
-            "time": round(time.time(), 3),
-            "at": dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"),
-            "type": kind,
-            "message": message,
-        }
-        if from_replicas is not None:
-            event.update({"from": from_replicas, "to": to_replicas})
-        if decision is not None:
-            d = decision.to_dict()
-            event.update(
-                {
-                    "reason": decision.reason,
-                    "condition": decision.condition,
-                    "raw": decision.raw,
-                    "stabilized": decision.stabilized,
-                    "metrics": d["metrics"],
-                }
-            )
-        self.events.append(event)
-        self.metrics.events.labels(self.config.name, kind).inc()
-        print(f"{event['at']} {self.config.name} {kind}: {message}", flush=True)
-
-    def state(self, stopped: bool = False) -> dict[str, Any]:
-        """The state document (the pool supervisor's fields, plus ``component`` and ``mode``)."""
-        c, d, spec = self.config, self.last_decision, self.controller.spec
-        live = self._live()
-        ready = sum(1 for w in live if w.state == "ready")
-        m, name = self.metrics, c.name
-        m.current.labels(name).set(0 if stopped else self.target_replicas)
-        m.desired.labels(name).set(d.desired if d else self.target_replicas)
-        m.ready.labels(name).set(0 if stopped else ready)
-        return {
-            "pool": name,
-            "component": c.component,
-            "mode": "workers",
-            "pid": os.getpid(),
-            "running": not stopped,
-            "updated_at": round(time.time(), 3),
-            "endpoint": f"http://{c.host}:{c.port}",
-            "current": 0 if stopped else self.target_replicas,
-            "desired": d.desired if d else self.target_replicas,
-            "running_replicas": len(live),
-            "ready": 0 if stopped else ready,
-            "minReplicas": spec.minReplicas,
-            "maxReplicas": spec.maxReplicas,
-            "sync_period_s": self.controller.sync_period_s,
-            "tolerance": self.controller.tolerance,
-            "patch": self.patch,
-            "metrics": [
-                {"name": s.name, "current": s.current, "target": s.target, "ratio": s.ratio}
-                for s in (d.metrics if d else ())
-            ]
-            or [
-                {"name": mt.name, "current": None, "target": mt.target, "ratio": None} for mt in spec.metrics
-            ],
-            "last_decision": d.to_dict() if d else None,
-            "replicas": [w.to_dict(c.port) for w in self.workers],
-            "events": list(self.events),
-            "hpa": spec.to_dict(),
-        }
-
-    def write_state(self, stopped: bool = False) -> None:
-        """Write :meth:`state` to ``<state_dir>/<name>.scaling.json`` atomically."""
-        from dataplat.scaling.supervisor import state_path
-
-        path = state_path(self.config.state_dir, self.config.name)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(json.dumps(self.state(stopped), indent=1) + "\n")
-        tmp.replace(path)
+    def _replica_states(self) -> list[dict[str, Any]]:
+        return [w.to_dict(self.config.port) for w in self.workers]
 
 
 # --- entry points ------------------------------------------------------------------------
