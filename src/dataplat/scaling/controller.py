@@ -11,6 +11,7 @@ many are ready, how it reconciles them and what the state document adds.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import datetime as dt
@@ -23,10 +24,18 @@ from pathlib import Path
 from typing import Any
 
 from dataplat.errors import ConfigError
-from dataplat.scaling.hpa import Decision, HorizontalAutoscaler, HPASpec
+from dataplat.scaling.hpa import (
+    Decision,
+    HorizontalAutoscaler,
+    HPASpec,
+    MetricSpec,
+    cpu_metric,
+    inflight_metric,
+    latency_metric,
+)
 from dataplat.scaling.patch import Controller, apply_patch, read_patch
 
-__all__ = ["EVENTS_KEPT", "ScalingController", "state_path"]
+__all__ = ["EVENTS_KEPT", "ScalingController", "state_path", "target_metrics"]
 
 EVENTS_KEPT = 20
 
@@ -34,6 +43,20 @@ EVENTS_KEPT = 20
 def state_path(state_dir: Path, pool: str) -> Path:
     """Where the supervisor of ``pool`` writes its state."""
     return Path(state_dir) / f"{pool}.scaling.json"
+
+
+def target_metrics(args: argparse.Namespace, name: str, inflight: str, latency: str) -> list[MetricSpec]:
+    """The metrics the flags ``--target-inflight``, ``--target-p95-ms`` and ``--target-cpu`` ask
+    for, in that order: ``inflight`` and ``latency`` name the in-flight and p95 metrics,
+    ``name`` the scaled object the p95 is of."""
+    metrics: list[MetricSpec] = []
+    if args.target_inflight is not None:
+        metrics.append(inflight_metric(args.target_inflight, inflight))
+    if args.target_p95_ms is not None:
+        metrics.append(latency_metric(args.target_p95_ms / 1000, name, latency))
+    if args.target_cpu is not None:
+        metrics.append(cpu_metric(args.target_cpu))
+    return metrics
 
 
 class ScalingController:

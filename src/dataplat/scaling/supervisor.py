@@ -72,17 +72,13 @@ import aiohttp
 from aiohttp import web
 
 from dataplat.errors import ConfigError, PortInUseError
-from dataplat.scaling.controller import ScalingController, state_path
+from dataplat.scaling.controller import ScalingController, state_path, target_metrics
 from dataplat.scaling.hpa import (
     DEFAULT_SYNC_PERIOD_S,
     DEFAULT_TOLERANCE,
     HPABehavior,
     HPASpec,
-    MetricSpec,
     ReplicaSample,
-    cpu_metric,
-    inflight_metric,
-    latency_metric,
 )
 from dataplat.scaling.patch import clear_patch
 
@@ -823,13 +819,7 @@ def build_spec(args: argparse.Namespace) -> HPASpec:
                 behavior = HPABehavior.from_dict(doc.get("behavior", doc) if isinstance(doc, dict) else doc)
         except ConfigError as exc:
             raise ConfigError(f"--behavior {args.behavior}: {exc}") from None
-    metrics: list[MetricSpec] = []
-    if args.target_inflight is not None:
-        metrics.append(inflight_metric(args.target_inflight, INFLIGHT_METRIC))
-    if args.target_p95_ms is not None:
-        metrics.append(latency_metric(args.target_p95_ms / 1000, args.pool, LATENCY_METRIC))
-    if args.target_cpu is not None:
-        metrics.append(cpu_metric(args.target_cpu))
+    metrics = target_metrics(args, args.pool, INFLIGHT_METRIC, LATENCY_METRIC)
     if base is None:
         if not metrics:
             raise ConfigError("give a target: --target-inflight, --target-p95-ms or --target-cpu")

@@ -69,17 +69,13 @@ from pathlib import Path
 from typing import Any
 
 from dataplat.errors import ConfigError, DataplatError
-from dataplat.scaling.controller import ScalingController
+from dataplat.scaling.controller import ScalingController, target_metrics
 from dataplat.scaling.hpa import (
     DEFAULT_SYNC_PERIOD_S,
     DEFAULT_TOLERANCE,
     HPABehavior,
     HPASpec,
-    MetricSpec,
     ReplicaSample,
-    cpu_metric,
-    inflight_metric,
-    latency_metric,
 )
 from dataplat.scaling.patch import clear_patch
 
@@ -640,13 +636,9 @@ def scaling_config_from_args(
         except (OSError, yaml.YAMLError, ConfigError) as exc:
             raise ConfigError(f"--behavior {args.behavior}: {exc}") from None
     name = args.scaling_name or component
-    metrics: list[MetricSpec] = []
-    if args.target_inflight is not None:
-        metrics.append(inflight_metric(args.target_inflight, f"dataplat_{component}_inflight"))
-    if args.target_p95_ms is not None:
-        metrics.append(latency_metric(args.target_p95_ms / 1000, name, f"dataplat_{component}_p95_seconds"))
-    if args.target_cpu is not None:
-        metrics.append(cpu_metric(args.target_cpu))
+    metrics = target_metrics(
+        args, name, f"dataplat_{component}_inflight", f"dataplat_{component}_p95_seconds"
+    )
     if not metrics:
         raise ConfigError("--max-workers needs a target: --target-inflight, --target-p95-ms or --target-cpu")
     if args.state_dir is None:
