@@ -641,16 +641,20 @@ class Supervisor(ScalingController):
         while True:
             await asyncio.sleep(self.config.health_period_s)
             for replica in [r for r in self.replicas if r.state == "ready"]:
-                url = f"http://{self.config.replica_host}:{replica.port}/v2/health/ready"
-                ok = False
-                with contextlib.suppress(aiohttp.ClientError, asyncio.TimeoutError):
-                    async with self._session.get(url, timeout=aiohttp.ClientTimeout(total=1.0)) as resp:
-                        ok = resp.status == 200
-                if ok != replica.healthy:
-                    replica.healthy = ok
-                    self._event(
-                        "ReplicaHealth", f"{replica.name} {'passes' if ok else 'fails'} its readiness probe"
-                    )
+                await self._probe(replica, 1.0)
+
+    async def _probe(self, replica: Replica, timeout_s: float) -> bool:
+        """One readiness probe; a replica that fails it leaves routing until one passes."""
+        assert self._session is not None
+        url = f"http://{self.config.replica_host}:{replica.port}/v2/health/ready"
+        ok = False
+        with contextlib.suppress(aiohttp.ClientError, asyncio.TimeoutError):
+            async with self._session.get(url, timeout=aiohttp.ClientTimeout(total=timeout_s)) as resp:
+                ok = resp.status == 200
+        if ok != replica.healthy and replica.state == "ready":
+            replica.healthy = ok
+            self._event("ReplicaHealth", f"{replica.name} {'passes' if ok else 'fails'} its readiness probe")
+        return ok
 
     # --- the HPA loop -------------------------------------------------------------------
 
@@ -769,7 +773,11 @@ class Supervisor(ScalingController):
                 except (TimeoutError, aiohttp.ClientConnectionError, aiohttp.ClientPayloadError):
                     # refused or reset before an answer: the replica is gone or going; inference
                     # is pure, so another replica answers instead
-                    if replica.state == "ready" and replica.proc.returncode is not None:
+                    # (a killed replica is only reaped a moment later: probe it now, so the
+                    # retries wait for a ready replica instead of hitting this one again)
+                    if replica.state == "ready" and (
+                        replica.proc.returncode is not None or not await self._probe(replica, 0.2)
+                    ):
                         replica.healthy = False
                     continue
                 finally:
