@@ -36,7 +36,6 @@ import os
 import re
 import threading
 import time
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,8 +45,9 @@ import psycopg
 from psycopg import sql
 
 from dataplat.dr.context import DrillError, poll
+from dataplat.dr.failover import record_rpo
 from dataplat.dr.results import DrillResult, Repetition
-from dataplat.dr.runner import _judge, new_ident
+from dataplat.dr.runner import _judge, new_ident, run_repetitions
 from dataplat.dr.scenario import Scenario
 from dataplat.dr.workload import LedgerWorkload
 from dataplat.errors import ConfigError, DataplatError
@@ -346,26 +346,9 @@ def _ledger_checks(
         total, naccts = conn.execute(
             sql.SQL("SELECT coalesce(sum(balance), 0), count(*) FROM {}").format(workload.accounts_table)
         ).fetchone()  # type: ignore[misc]
-    lost = sorted(set(acked) - present)
-    t_fault = rep.t_fault or 0.0
-    rep.metrics["rpo_commits"] = len(lost)
-    rpo_s = max((t_fault - acked[i].t_end for i in lost), default=0.0)
-    rep.metrics["rpo_s"] = round(max(rpo_s, 0.0), 3)
-    rep.info["counts"] = {
-        "acked": len(acked),
-        "in_doubt": len(in_doubt),
-        "failed": len(failed),
-        "rows_present": len(present),
-        "stuck_clients": stuck,
-    }
-    if "rpo" in sc.checks:
-        rep.check(
-            "rpo",
-            not lost,
-            f"{len(lost)} of {len(acked)} acknowledged transfers missing after the failover to {new}"
-            + (f": {', '.join(lost[:10])}" if lost else ""),
-            lost=lost[:100],
-        )
+    record_rpo(
+        rep, sc.checks, acked, len(in_doubt), len(failed), present, stuck, f"after the failover to {new}"
+    )
     if "invariant" in sc.checks:
         expected = workload.initial_balance * workload.accounts
         rep.check(
@@ -538,28 +521,14 @@ def run_cluster_drill(
                 + ", ".join(CLUSTER_KINDS)
             )
         log(f"cluster {target.cluster.host}, namespace {target.namespace}; {result.target['measured']}")
-        for i in range(1, repeat + 1):
-            rep_dir = run_dir / f"rep-{i:02d}"
-            rep_dir.mkdir(exist_ok=True)
-            ctx = ClusterContext(scenario, target, i, rep_dir, log)
-            log(f"repetition {i}/{repeat} of {scenario.name} on the cluster")
-            try:
-                rep = run_one(ctx)
-            except (DataplatError, OSError, psycopg.Error) as exc:
-                rep = Repetition(i, error=f"{type(exc).__name__}: {exc}")
-                log(f"repetition {i} could not run: {exc}")
-                (rep_dir / "error.txt").write_text(traceback.format_exc())
-            except Exception as exc:  # noqa: BLE001 - any crash is "could not run", with its traceback
-                rep = Repetition(i, error=f"{type(exc).__name__}: {exc}")
-                log(f"repetition {i} crashed: {type(exc).__name__}: {exc}")
-                (rep_dir / "error.txt").write_text(traceback.format_exc())
-            result.repetitions.append(rep)
-            for c in rep.checks:
-                log(f"  check {c.name}: {'pass' if c.passed else 'FAIL'} - {c.detail}")
-            if rep.metrics:
-                log("  " + ", ".join(f"{k}={v}" for k, v in rep.metrics.items()))
-            if rep.error:
-                break
+        run_repetitions(
+            result,
+            repeat,
+            lambda i, rep_dir: run_one(ClusterContext(scenario, target, i, rep_dir, log)),
+            log,
+            expected=(DataplatError, OSError, psycopg.Error),
+            where=" on the cluster",
+        )
         _judge(result)
         _explain_unmeasured(result)
         if scenario.kind == "failover":

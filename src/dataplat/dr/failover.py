@@ -27,6 +27,7 @@ import json
 import threading
 import time
 import urllib.request
+from collections.abc import Collection, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -191,8 +192,11 @@ def _rejoined(platform: Platform, old: str, new: str) -> dict[str, Any] | None:
     with more, another member may hold that role and the old primary streams async)."""
     members = {m["name"]: m for m in _cluster(platform).get("members", [])}
     o, n = members.get(old, {}), members.get(new, {})
-    if not (n.get("role") == "leader" and o.get("role") in ("sync_standby", "replica")
-            and o.get("state") == "streaming"):
+    if not (
+        n.get("role") == "leader"
+        and o.get("role") in ("sync_standby", "replica")
+        and o.get("state") == "streaming"
+    ):
         return None
     if o.get("timeline") != n.get("timeline"):
         return None
@@ -337,6 +341,42 @@ def run_repetition(ctx: DrillContext) -> Repetition:
     return rep
 
 
+def record_rpo(
+    rep: Repetition,
+    checks: Collection[str],
+    acked: Mapping[str, Any],
+    in_doubt: int,
+    failed: int,
+    present: set[str],
+    stuck: list[str],
+    where: str,
+) -> list[str]:
+    """RPO of the ledger workload: the acknowledged transfers (``acked``, by id, each with its
+    ``t_end``) missing from the rows ``present`` after the failover, as commits and as seconds
+    before the fault; the counts; the ``rpo`` check when the scenario asks for it. The ids lost."""
+    lost = sorted(set(acked) - present)
+    t_fault = rep.t_fault or 0.0
+    rep.metrics["rpo_commits"] = len(lost)
+    rpo_s = max((t_fault - acked[i].t_end for i in lost), default=0.0)
+    rep.metrics["rpo_s"] = round(max(rpo_s, 0.0), 3)
+    rep.info["counts"] = {
+        "acked": len(acked),
+        "in_doubt": in_doubt,
+        "failed": failed,
+        "rows_present": len(present),
+        "stuck_clients": stuck,
+    }
+    if "rpo" in checks:
+        rep.check(
+            "rpo",
+            not lost,
+            f"{len(lost)} of {len(acked)} acknowledged transfers missing {where}"
+            + (f": {', '.join(lost[:10])}" if lost else ""),
+            lost=lost[:100],
+        )
+    return lost
+
+
 def _checks(
     ctx: DrillContext,
     rep: Repetition,
@@ -367,26 +407,8 @@ def _checks(
             ).format(acc=workload.accounts_table, tr=workload.transfers_table),
             (workload.initial_balance, workload.initial_balance),
         ).fetchall()
-    lost = sorted(set(acked) - present)
+    record_rpo(rep, sc.checks, acked, len(in_doubt), len(failed), present, stuck, f"on {new}")
     t_fault = rep.t_fault or 0.0
-    rep.metrics["rpo_commits"] = len(lost)
-    rpo_s = max((t_fault - acked[i].t_end for i in lost), default=0.0) if lost else 0.0
-    rep.metrics["rpo_s"] = round(max(rpo_s, 0.0), 3) if lost else 0.0
-    rep.info["counts"] = {
-        "acked": len(acked),
-        "in_doubt": len(in_doubt),
-        "failed": len(failed),
-        "rows_present": len(present),
-        "stuck_clients": stuck,
-    }
-    if "rpo" in sc.checks:
-        rep.check(
-            "rpo",
-            not lost,
-            f"{len(lost)} of {len(acked)} acknowledged transfers missing on {new}"
-            + (f": {', '.join(lost[:10])}" if lost else ""),
-            lost=lost[:100],
-        )
     if "invariant" in sc.checks:
         expected = workload.initial_balance * workload.accounts
         ok = total == expected and naccts == workload.accounts and not mismatched

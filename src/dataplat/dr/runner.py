@@ -33,6 +33,40 @@ def new_ident(scenario: Scenario) -> str:
     return f"{scenario.name}-{time.strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(2)}"
 
 
+def run_repetitions(
+    result: DrillResult,
+    repeat: int,
+    run: Callable[[int, Path], Repetition],
+    log: Callable[[str], None],
+    expected: tuple[type[BaseException], ...] = (DataplatError, OSError),
+    where: str = "",
+) -> None:
+    """Run repetitions 1..``repeat`` (``run(i, rep_dir)``) into ``result``, logging each one's
+    checks and metrics; a repetition that raises is recorded as could-not-run (an ``expected``
+    error) or crashed (anything else, with its traceback in ``error.txt``) and ends the run."""
+    for i in range(1, repeat + 1):
+        rep_dir = result.run_dir / f"rep-{i:02d}"
+        rep_dir.mkdir(exist_ok=True)
+        log(f"repetition {i}/{repeat} of {result.scenario.name}{where}")
+        try:
+            rep = run(i, rep_dir)
+        except expected as exc:
+            rep = Repetition(i, error=f"{type(exc).__name__}: {exc}")
+            log(f"repetition {i} could not run: {exc}")
+            (rep_dir / "error.txt").write_text(traceback.format_exc())
+        except Exception as exc:  # noqa: BLE001 - any crash is "could not run", with its traceback
+            rep = Repetition(i, error=f"{type(exc).__name__}: {exc}")
+            log(f"repetition {i} crashed: {type(exc).__name__}: {exc}")
+            (rep_dir / "error.txt").write_text(traceback.format_exc())
+        result.repetitions.append(rep)
+        for c in rep.checks:
+            log(f"  check {c.name}: {'pass' if c.passed else 'FAIL'} - {c.detail}")
+        if rep.metrics:
+            log("  " + ", ".join(f"{k}={v}" for k, v in rep.metrics.items()))
+        if rep.error:
+            break
+
+
 def run_drill(
     scenario: Scenario,
     home: Path,
@@ -68,28 +102,14 @@ def run_drill(
         variables_fn = getattr(module, "target_variables", None)
         if variables_fn is not None and any(isinstance(t.bound, str) for t in scenario.targets):
             result.variables = variables_fn(platform)
-        for i in range(1, repeat + 1):
-            rep_dir = run_dir / f"rep-{i:02d}"
-            rep_dir.mkdir(exist_ok=True)
-            ctx = DrillContext(scenario, platform, i, rep_dir, inventory, hooks or DrillHooks(), log)
-            log(f"repetition {i}/{repeat} of {scenario.name}")
-            try:
-                rep = run_one(ctx)
-            except (DataplatError, OSError) as exc:
-                rep = Repetition(i, error=f"{type(exc).__name__}: {exc}")
-                log(f"repetition {i} could not run: {exc}")
-                (rep_dir / "error.txt").write_text(traceback.format_exc())
-            except Exception as exc:  # noqa: BLE001 - any crash is "could not run", with its traceback
-                rep = Repetition(i, error=f"{type(exc).__name__}: {exc}")
-                log(f"repetition {i} crashed: {type(exc).__name__}: {exc}")
-                (rep_dir / "error.txt").write_text(traceback.format_exc())
-            result.repetitions.append(rep)
-            for c in rep.checks:
-                log(f"  check {c.name}: {'pass' if c.passed else 'FAIL'} - {c.detail}")
-            if rep.metrics:
-                log("  " + ", ".join(f"{k}={v}" for k, v in rep.metrics.items()))
-            if rep.error:
-                break
+        run_repetitions(
+            result,
+            repeat,
+            lambda i, rep_dir: run_one(
+                DrillContext(scenario, platform, i, rep_dir, inventory, hooks or DrillHooks(), log)
+            ),
+            log,
+        )
         _judge(result)
         summarize = getattr(module, "summarize", None)
         if summarize is not None:
