@@ -291,6 +291,28 @@ def test_cli_shows_the_skip(kind: str, tmp_path: Path, dataplat) -> None:  # typ
     assert rc == 0 and "skipped" in out and "nothing to check" in out
 
 
+def _two_free_ports() -> int:
+    """A port free, with the next one free too, on 127.0.0.1 and 127.0.0.2 (a busy machine runs
+    other platforms whose ports may sit right after a free one)."""
+    import socket
+
+    for _ in range(200):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port >= 65535:
+            continue
+        try:
+            for p in (port, port + 1):
+                for host in ("127.0.0.1", "127.0.0.2"):
+                    with socket.socket() as s:
+                        s.bind((host, p))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no two consecutive free ports")
+
+
 def test_perftest_pairs_run_server_then_client(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Two hosts (127.0.0.1, 127.0.0.2, connection local) declare mlx5_0: the role starts the server
     on the second, the client on the first waits for it, runs, and the report has the pair.
@@ -298,7 +320,6 @@ def test_perftest_pairs_run_server_then_client(tmp_path: Path, monkeypatch: pyte
     No RDMA NIC exists here: a sysfs tree under tmp_path stands in for /sys/class (rdma_sysfs_root)
     and fakeperftest/ for ib_write_bw / ib_write_lat (real sample output, real TCP rendezvous).
     """
-    import socket
 
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
@@ -317,9 +338,7 @@ def test_perftest_pairs_run_server_then_client(tmp_path: Path, monkeypatch: pyte
     }.items():
         (tmp_path / "sys" / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / "sys" / rel).write_text(value + "\n")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        free = s.getsockname()[1]
+    free = _two_free_ports()  # the bw server listens on the port, the lat server on the next
     inv = tmp_path / "pair.yml"
     inv.write_text(
         "all:\n  vars:\n    ansible_connection: local\n"
