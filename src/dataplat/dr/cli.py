@@ -16,6 +16,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from dataplat.k8s.targetcli import add_cluster_arguments
+
 _K8S_ONLY = ("context", "kubeconfig", "namespace", "warehouse_conninfo")
 
 
@@ -69,15 +71,7 @@ def register(subparsers: Any) -> None:
         help="local: the platform under --home; k8s: the cluster of dataplat up --target k8s "
         "(default: the scenario's target:, else DATAPLAT_TARGET, else local); run folders stay under --home",
     )
-    group.add_argument("--context", default=None, help="kubeconfig context (default: the current one)")
-    group.add_argument(
-        "--kubeconfig", default=None, help="kubeconfig file (default: KUBECONFIG, else ~/.kube/config)"
-    )
-    group.add_argument(
-        "--namespace",
-        default=None,
-        help="namespace of the platform (default: DATAPLAT_NAMESPACE, else dataplat)",
-    )
+    add_cluster_arguments(group)
     group.add_argument(
         "--warehouse-conninfo",
         default=None,

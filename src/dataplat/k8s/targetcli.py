@@ -26,7 +26,7 @@ from typing import Any
 
 from dataplat.config import resolve_inventory
 
-__all__ = ["TARGETS", "add_target_options", "cmd_down", "cmd_status", "cmd_up"]
+__all__ = ["TARGETS", "add_cluster_arguments", "add_target_options", "cmd_down", "cmd_status", "cmd_up"]
 
 TARGETS = ("local", "k8s")
 
@@ -44,6 +44,20 @@ _K8S_ONLY = {
     "status": ("context", "kubeconfig", "namespace"),
     "down": ("context", "kubeconfig", "namespace", "timeout"),
 }
+
+
+def add_cluster_arguments(group: Any) -> None:
+    """``--context``, ``--kubeconfig`` and ``--namespace``: which cluster and namespace (the
+    same options for up/status/down and for drills on the cluster)."""
+    group.add_argument("--context", default=None, help="kubeconfig context (default: the current one)")
+    group.add_argument(
+        "--kubeconfig", default=None, help="kubeconfig file (default: KUBECONFIG, else ~/.kube/config)"
+    )
+    group.add_argument(
+        "--namespace",
+        default=None,
+        help="namespace of the platform (default: DATAPLAT_NAMESPACE, else dataplat)",
+    )
 
 
 def add_target_options(
@@ -64,15 +78,7 @@ def add_target_options(
             help="local: the embedded platform through Ansible (default; DATAPLAT_TARGET); "
             "k8s: the manifests of charts/ in a Kubernetes cluster",
         )
-        group.add_argument("--context", default=None, help="kubeconfig context (default: the current one)")
-        group.add_argument(
-            "--kubeconfig", default=None, help="kubeconfig file (default: KUBECONFIG, else ~/.kube/config)"
-        )
-        group.add_argument(
-            "--namespace",
-            default=None,
-            help="namespace of the platform (default: DATAPLAT_NAMESPACE, else dataplat)",
-        )
+        add_cluster_arguments(group)
         group.add_argument(
             "--timeout",
             type=float,
