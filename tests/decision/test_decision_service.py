@@ -30,17 +30,24 @@ def new_id() -> str:
     return f"{TEST_PREFIX}{uuid.uuid4().hex[:16]}"
 
 
-def stored_rows(home: Path, event_id: str) -> list[tuple]:
+def stored_rows(home: Path, event_id: str, within_s: float = 10.0) -> list[tuple]:
+    """The warehouse rows of ``event_id``, once the sink has written it (it follows the
+    DECISIONS stream a moment after the answer), or none after ``within_s``."""
     import psycopg
 
     from dataplat.platform import endpoints
 
-    with psycopg.connect(endpoints.warehouse_conninfo(home)) as conn:
-        return conn.execute(
-            "SELECT event_id, customer_id, event_type, offer, channel, score, degraded, reason "
-            "FROM bank.decisions WHERE event_id = %s",
-            (event_id,),
-        ).fetchall()
+    deadline = time.monotonic() + within_s
+    with psycopg.connect(endpoints.warehouse_conninfo(home), autocommit=True) as conn:
+        while True:
+            rows = conn.execute(
+                "SELECT event_id, customer_id, event_type, offer, channel, score, degraded, reason "
+                "FROM bank.decisions WHERE event_id = %s",
+                (event_id,),
+            ).fetchall()
+            if rows or time.monotonic() > deadline:
+                return rows
+            time.sleep(0.05)
 
 
 @pytest.mark.parametrize("event_type", EVENT_TYPES)

@@ -4,8 +4,8 @@ A :class:`Batcher` has a bounded queue and ``runners`` tasks. Each runner takes 
 queued (up to ``max_batch`` items) and hands it to the batch function in one call. When
 the service is idle a call is a batch of one and waits for nothing; under load, calls
 queue while the runners are busy and the next batch takes them all: one warehouse round
-trip, one inference request, one commit for many decisions. This is how the service keeps
-its per-decision cost down on a small machine (group commit, generalised).
+trip, one inference request for many decisions. This is how the service keeps its
+per-decision cost down on a small machine (group commit, generalised).
 """
 
 from __future__ import annotations

@@ -4,19 +4,20 @@ published on ``bank.decisions.<channel>`` (stream DECISIONS).
 One durable pull consumer (``decision``, explicit acknowledgement, at most
 ``max_ack_pending`` unacknowledged messages) shared by every worker: each worker fetches
 batches of at most ``batch`` messages and decides them concurrently. A message is
-acknowledged only after its decision is recorded and published, so nothing is lost when a
-worker dies; a redelivered event is answered from ``bank.decisions`` (a replay) and
-published again with the same ``Nats-Msg-Id``, which JetStream de-duplicates.
+acknowledged only after its decision is recorded, that is published on DECISIONS and
+acknowledged by JetStream (:mod:`~dataplat.decision.record`), so nothing is lost when a
+worker dies; a redelivered event is a replay: its decision is not published again.
 
 ==============================  ======================================================
 malformed event, no customer    terminated (``term``): never redelivered, counted invalid
-warehouse down, overloaded      ``nak`` with a delay: redelivered later
-publish failed                  ``nak`` with a delay (the decision stays recorded)
+warehouse or stream down,       ``nak`` with a delay: redelivered later
+overloaded
 ==============================  ======================================================
 
-The published document is the HTTP answer plus ``event_published_at`` (the producer's
-``published_at``, epoch seconds) and ``decided_at``; end-to-end latency (published_at to
-the decision's publication acknowledged) is the histogram ``dataplat_decision_e2e_seconds``.
+The published document is the HTTP answer plus the row's fields, ``event_published_at``
+(the producer's ``published_at``, epoch seconds) and ``decided_at``; end-to-end latency
+(published_at to the decision's recording acknowledged) is the histogram
+``dataplat_decision_e2e_seconds``.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ DURABLE = "decision"
 
 
 class EventConsumer:
-    """Fetch, decide, publish, acknowledge (module docstring)."""
+    """Fetch, decide, acknowledge (module docstring)."""
 
     def __init__(
         self,
@@ -56,7 +57,6 @@ class EventConsumer:
         batch: int = 32,
         max_ack_pending: int = 512,
         ack_wait_s: float = 30.0,
-        publish_timeout_s: float = 2.0,
         retry_delay_s: float = 1.0,
     ) -> None:
         self.link = link
@@ -66,7 +66,6 @@ class EventConsumer:
         self.batch = batch
         self.max_ack_pending = max_ack_pending
         self.ack_wait_s = ack_wait_s
-        self.publish_timeout_s = publish_timeout_s
         self.retry_delay_s = retry_delay_s
         self.handled = 0
 
@@ -128,7 +127,7 @@ class EventConsumer:
             await asyncio.gather(*(self.handle(m) for m in msgs))
 
     async def handle(self, msg: Msg) -> None:
-        """Decide one message, publish the decision, acknowledge (module docstring)."""
+        """Decide one message (recording it), acknowledge (module docstring)."""
         started = time.perf_counter()
         try:
             event = parse_event(msg.data)
@@ -151,21 +150,9 @@ class EventConsumer:
             log.warning("event %s not decided now (%s); redelivered later", event.event_id, exc)
             await _settle(msg.nak(delay=self.retry_delay_s))
             return
-        doc = decision.to_json()
-        doc["event_published_at"] = event.published_at
-        doc["decided_at"] = decision.decided_at
-        t0 = time.perf_counter()
-        try:
-            await self.link.publish_decision(doc, self.publish_timeout_s)
-        except Exception as exc:  # noqa: BLE001 - any failure: redeliver, the replay republishes
-            self.metrics.published.labels("failed").inc()
-            log.warning("decision of %s not published (%s); redelivered later", event.event_id, exc)
-            await _settle(msg.nak(delay=self.retry_delay_s))
-            return
+        # recorded = published on DECISIONS (the engine's last step), so the event is done
         now = time.time()
-        self.metrics.stage.labels("publish").observe(time.perf_counter() - t0)
-        self.metrics.published.labels("ok").inc()
-        if event.published_at is not None:
+        if event.published_at is not None and fresh:
             self.metrics.e2e.observe(max(now - event.published_at, 0.0))
         self.metrics.requests.labels("stream", "decided" if fresh else "replayed").inc()
         self.metrics.duration.labels("stream").observe(time.perf_counter() - started)

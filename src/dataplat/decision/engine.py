@@ -1,12 +1,14 @@
 """One decision from end to end, for the HTTP API and the stream consumer alike.
 
-event -> the customer's features and any decision already stored under the event id (one
-query) -> the model's scores from the best pool (:class:`~dataplat.serving.client.PoolRouter`,
-bounded by ``score_deadline_s``; no pool -> rules only, marked degraded) -> the strategy's
-rules -> recorded in ``bank.decisions`` (idempotent by event id) -> the answer.
-
-Publishing to the DECISIONS stream is the caller's step: the HTTP API publishes in the
-background after answering, the consumer publishes before it acknowledges the event.
+event -> a decision already recorded under the event id? (the worker's
+:class:`~dataplat.decision.ledger.DecisionLedger`) -> the customer's view
+(:class:`~dataplat.decision.features.FeatureCache`, read from the warehouse when not
+cached, with any decision stored under the event id) -> the model's scores from the best
+pool (:class:`~dataplat.serving.client.PoolRouter`, bounded by ``score_deadline_s``; no
+pool -> rules only, marked degraded) -> the strategy's rules, the frequency caps counting
+the ledger's recent decisions too -> recorded on the DECISIONS stream, idempotent by event
+id (:class:`~dataplat.decision.record.StreamRecorder`; the warehouse gets it from there) ->
+the answer.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ import datetime as dt
 import logging
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -24,20 +27,12 @@ import numpy as np
 from dataplat.decision import rules
 from dataplat.decision.batching import Batcher, QueueFull
 from dataplat.decision.events import Event, EventError
+from dataplat.decision.features import FeatureCache
+from dataplat.decision.ledger import DecisionLedger
 from dataplat.decision.metrics import DecisionMetrics
+from dataplat.decision.record import StreamRecorder
 from dataplat.decision.strategy import StrategySet
-from dataplat.decision.warehouse import (
-    ConnectionPool,
-    CustomerKey,
-    CustomerView,
-    Overloaded,
-    Recorder,
-    StoredDecision,
-    WarehouseUnavailable,
-    read_catalog,
-    read_customers,
-    unavailable,
-)
+from dataplat.decision.warehouse import ConnectionPool, StoredDecision, read_catalog
 from dataplat.serving.client import PoolRouter, ServingError
 from dataplat.serving.model import CLASSES, PROBA_OUTPUT
 
@@ -80,12 +75,17 @@ class Decision:
     pool: str | None = None
     decided_at: float = field(default_factory=time.time)
 
+    @cached_property
+    def decision_id(self) -> str:
+        """:func:`decision_id` of the event id."""
+        return decision_id(self.event_id)
+
     def to_json(self) -> dict[str, Any]:
         """The response document of the API contract."""
         return {
             "event_id": self.event_id,
             "customer_id": self.customer_id,
-            "decision_id": decision_id(self.event_id),
+            "decision_id": self.decision_id,
             "offer": {"product_id": self.product_id, "name": self.product_name},
             "channel": self.channel,
             "score": self.score,
@@ -104,50 +104,40 @@ class Engine:
         self,
         strategies: StrategySet,
         pool: ConnectionPool,
-        recorder: Recorder,
+        features: FeatureCache,
+        ledger: DecisionLedger,
+        recorder: StreamRecorder,
         router: PoolRouter | None,
         metrics: DecisionMetrics,
         *,
         score_deadline_s: float = 0.03,
-        features_timeout_s: float = 1.0,
-        record_timeout_s: float = 2.0,
-        feature_readers: int = 2,
         scorers: int = 2,
         max_pending: int = 1024,
     ) -> None:
         self.strategies = strategies
         self.pool = pool
+        self.features = features
+        self.ledger = ledger
         self.recorder = recorder
         self.router = router
         self.metrics = metrics
         self.score_deadline_s = score_deadline_s
-        self.features_timeout_s = features_timeout_s
-        self.record_timeout_s = record_timeout_s
         self.catalog: rules.Catalog | None = None
         self._catalog_lock = asyncio.Lock()
-        self._cap_hours = max(strategies.max_cap_hours, 0.0)
-        self.features: Batcher[CustomerKey, CustomerView | None] = Batcher(
-            lambda keys: read_customers(pool, keys, features_timeout_s),
-            name="features",
-            runners=feature_readers,
-            max_pending=max_pending,
-            wrap=unavailable,
-        )
+        self._cap = dt.timedelta(hours=max(strategies.max_cap_hours, 0.0))
         self.scorer: Batcher[tuple[str, np.ndarray], Scored] = Batcher(
             self._score_batch, name="scorer", runners=scorers, max_pending=max_pending
         )
 
     def start(self) -> None:
-        """Start the batchers and the recorder (inside the running event loop)."""
+        """Start the feature readers and the scorers (inside the running event loop)."""
         self.features.start()
         self.scorer.start()
-        self.recorder.start()
 
     async def stop(self) -> None:
-        """Stop the batchers and the recorder."""
-        await self.features.stop(WarehouseUnavailable("the service is stopping"))
+        """Stop the feature readers and the scorers."""
+        await self.features.stop()
         await self.scorer.stop()
-        await self.recorder.stop()
 
     async def ensure_catalog(self) -> rules.Catalog:
         """The product catalogue (read once; :class:`WarehouseUnavailable` until it can be)."""
@@ -229,29 +219,28 @@ class Engine:
             return Scored(None, "none", f"model: {exc} (rules only)")
 
     async def decide(self, event: Event, started: float | None = None) -> tuple[Decision, bool]:
-        """(the decision, whether this call recorded it). A replay returns the stored decision
+        """(the decision, whether this call recorded it). A replay returns the recorded decision
         with ``replayed`` set and False. Raises :class:`EventError` for an unknown customer,
-        :class:`~dataplat.decision.warehouse.WarehouseUnavailable` or
-        :class:`~dataplat.decision.warehouse.Overloaded` when it cannot decide now."""
+        :class:`~dataplat.decision.warehouse.WarehouseUnavailable`,
+        :class:`~dataplat.decision.warehouse.Overloaded` or
+        :class:`~dataplat.decision.record.StreamUnavailable` when it cannot decide now."""
         started = time.perf_counter() if started is None else started
         catalog = await self.ensure_catalog()
+        known = self.ledger.stored(event.event_id)
+        if known is not None:
+            return self._from_stored(known, catalog, started), False
         t0 = time.perf_counter()
-        since = event.ts - dt.timedelta(hours=self._cap_hours)
-        try:
-            view = await self.features.submit(
-                CustomerKey(event.customer_id, event.ts, since, event.event_id), self.features_timeout_s
-            )
-        except QueueFull as exc:
-            raise Overloaded(str(exc)) from None
-        except TimeoutError:
-            raise WarehouseUnavailable(
-                f"no features within {self.features_timeout_s * 1000:.0f} ms"
-            ) from None
+        view = await self.features.view(event.customer_id, event.ts, event.event_id)
         self.metrics.stage.labels("features").observe(time.perf_counter() - t0)
         if view is not None and view.stored is not None:
             return self._from_stored(view.stored, catalog, started), False
         if view is None:
             raise EventError(f"no customer {event.customer_id}", "customer_id")
+        since = event.ts - self._cap
+        recent = self.ledger.contacts(event.customer_id, since, view.decision_ids | {event.event_id})
+        customer = (
+            replace(view.customer, contacts=[*view.customer.contacts, *recent]) if recent else view.customer
+        )
 
         strategy = self.strategies.for_event(event.type)
         reasons: list[str] = []
@@ -259,14 +248,14 @@ class Engine:
             choice = rules.Choice(reasons=[f"no strategy handles {event.type}"])
             scores, pool_name, name = None, "skipped", "none"
         else:
-            if rules.applicable(strategy, event, view.customer):
+            if rules.applicable(strategy, event, customer):
                 scored = await self._scores(strategy.model, view.features[0])
             else:
                 scored = Scored(None, "skipped", "")
             scores, pool_name = scored.scores, scored.pool
             if scored.reason:
                 reasons.append(scored.reason)
-            choice = rules.decide(strategy, event, view.customer, catalog, scores)
+            choice = rules.decide(strategy, event, customer, catalog, scores)
             name = strategy.name
         degraded = scores is None and pool_name != "skipped"
         self.metrics.scored_by.labels(pool_name).inc()
@@ -299,8 +288,12 @@ class Engine:
             reasons=tuple(decision.reasons),
             pool=decision.pool,
         )
+        doc = decision.to_json()
+        doc.update(row.stream_fields())
+        doc["event_published_at"] = event.published_at
+        doc["decided_at"] = decision.decided_at
         t0 = time.perf_counter()
-        stored = await self.recorder.record(row, self.record_timeout_s)
+        stored = await self.recorder.record(row, doc)
         self.metrics.stage.labels("record").observe(time.perf_counter() - t0)
         if stored is not None:
             # another request for the same event id recorded its decision first

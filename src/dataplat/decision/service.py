@@ -18,14 +18,16 @@ Run it as::
 Design, as in :mod:`dataplat.serving.server` and for the same measured reasons: a plain
 ASGI callable on uvicorn with httptools, ``--workers`` processes sharing one listening
 socket with ``TCP_NODELAY`` under uvicorn's supervisor. Each worker has its own bounded
-warehouse pool, its own pool router (health checks in the background) and its own NATS
-connection, and runs the stream consumer unless ``--no-consumer``.
+warehouse pool, feature cache (:mod:`~dataplat.decision.features`), ledger of recent
+decisions (:mod:`~dataplat.decision.ledger`), pool router (health checks in the
+background) and NATS connection; it records decisions on the DECISIONS stream, writes its
+share of that stream into ``bank.decisions`` (:mod:`~dataplat.decision.record`; unless
+``--no-sink``) and runs the stream consumer (unless ``--no-consumer``).
 
 Load shedding: a worker admits at most ``--max-inflight`` decisions at once and answers
-``503`` with ``Retry-After: 1`` past that, at once; the recorder's queue and the warehouse
+``503`` with ``Retry-After: 1`` past that, at once; the feature reads, the scorers and the warehouse
 pool are bounded too. Nothing waits without a timeout: features (``--features-timeout-ms``),
-scoring (``--score-deadline-ms``, then rules only), recording (``--record-timeout-ms``),
-publishing.
+scoring (``--score-deadline-ms``, then rules only), recording (``--record-timeout-ms``).
 
 Without ``--pool`` the pools come from the deployed platform (``platform.json``: serving
 instances and ``settings.serving.pools``); the warehouse from
@@ -104,7 +106,9 @@ class ServiceConfig:
     score_deadline_ms: float = 40.0
     record_timeout_ms: float = 2000.0
     publish_timeout_ms: float = 2000.0
-    max_publish_pending: int = 1024
+    features_ttl_s: float = 300.0
+    features_capacity: int = 100_000
+    sink: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_env(self) -> dict[str, str]:
@@ -167,18 +171,23 @@ class DecisionApp:
         self.inflight = 0
         self.engine: Any = None
         self.link: Any = None
+        self.ledger: Any = None
+        self.sink: Any = None
         self._tasks: list[asyncio.Task[Any]] = []
-        self._publishing = 0
         self._ready_cache: tuple[float, bool, dict[str, Any]] = (0.0, False, {})
 
     # --- lifecycle ----------------------------------------------------------------------
 
     async def startup(self) -> None:
-        """Open the warehouse pool, the recorder, the pool router, the stream link, the consumer."""
+        """Open the warehouse pool, the feature cache, the pool router, the stream link, the
+        ledger's subscription, the sink and the consumer."""
         from dataplat.decision.consumer import EventConsumer
         from dataplat.decision.engine import Engine
+        from dataplat.decision.features import FeatureCache
+        from dataplat.decision.ledger import DecisionLedger
+        from dataplat.decision.record import DecisionSink, StreamRecorder, sink_lock_path
         from dataplat.decision.stream import StreamLink
-        from dataplat.decision.warehouse import ConnectionPool, Recorder, WarehouseUnavailable
+        from dataplat.decision.warehouse import ConnectionPool, WarehouseUnavailable
         from dataplat.platform import endpoints
         from dataplat.serving.client import PoolRouter
 
@@ -187,10 +196,16 @@ class DecisionApp:
         platform = endpoints.load_platform(home)
         pool = ConnectionPool(
             endpoints.service_conninfo(home), size=cfg.db_pool_size,
-            statement_timeout_ms=int(max(cfg.features_timeout_ms, cfg.record_timeout_ms)),
+            statement_timeout_ms=int(max(cfg.features_timeout_ms, 5000)),
             synchronous_commit=cfg.synchronous_commit,
         )  # fmt: skip
-        recorder = Recorder(pool, max_pending=max(cfg.max_inflight * 4, 256))
+        cap_hours = self.strategies.max_cap_hours
+        features = FeatureCache(
+            pool, cap_hours, ttl_s=cfg.features_ttl_s, capacity=cfg.features_capacity,
+            timeout_s=cfg.features_timeout_ms / 1000, max_pending=max(cfg.max_inflight * 4, 256),
+        )  # fmt: skip
+        self.ledger = DecisionLedger(cap_hours)
+        self.link = StreamLink(endpoints.nats_servers(platform), timeout_s=cfg.publish_timeout_ms / 1000)
         specs = pool_specs(cfg)
         router = PoolRouter(
             specs, timeout_s=cfg.score_timeout_ms / 1000, deadline_s=cfg.score_deadline_ms / 1000
@@ -202,42 +217,50 @@ class DecisionApp:
         self.engine = Engine(
             self.strategies,
             pool,
-            recorder,
+            features,
+            self.ledger,
+            StreamRecorder(self.link, self.ledger, timeout_s=cfg.record_timeout_ms / 1000),
             router,
             self.metrics,
             score_deadline_s=cfg.score_deadline_ms / 1000,
-            features_timeout_s=cfg.features_timeout_ms / 1000,
-            record_timeout_s=cfg.record_timeout_ms / 1000,
             max_pending=max(cfg.max_inflight * 4, 256),
         )
-        self.engine.start()  # fmt: skip
-        self.link = StreamLink(endpoints.nats_servers(platform), timeout_s=cfg.publish_timeout_ms / 1000)
+        self.engine.start()
         loop = asyncio.get_running_loop()
+        self._tasks.append(loop.create_task(self.link.run(), name="stream-link"))
+        self._tasks.append(loop.create_task(self._follow_decisions(), name="ledger"))
+        if cfg.sink:
+            self.sink = DecisionSink(self.link, pool, self.metrics, sink_lock_path(cfg.port))
+            self._tasks.append(loop.create_task(self.sink.run(), name="sink"))
         if cfg.consumer:
-            consumer = EventConsumer(
-                self.link,
-                self.engine,
-                self.metrics,
-                durable=cfg.durable,
-                publish_timeout_s=cfg.publish_timeout_ms / 1000,
-            )
+            consumer = EventConsumer(self.link, self.engine, self.metrics, durable=cfg.durable)
             self._tasks.append(loop.create_task(consumer.run(), name="consumer"))
-        else:
-            self._tasks.append(loop.create_task(self.link.run(), name="stream-link"))
         try:
             await self.engine.ensure_catalog()
         except WarehouseUnavailable as exc:
             log.warning("warehouse not reachable at start (%s); decisions answer 503 until it is", exc)
         await self.link.wait_connected(2.0)
+        self._tasks.append(loop.create_task(features.preload(), name="features-preload"))
+
+    async def _follow_decisions(self) -> None:
+        """Feed the ledger with every decision on the DECISIONS subjects (a plain subscription;
+        nats-py subscribes again after a reconnect)."""
+        from dataplat.decision.stream import DECISIONS_PREFIX
+
+        await self.link.wait_connected(3600.0)
+        ledger = self.ledger
+
+        async def on_decision(msg: Any) -> None:
+            ledger.on_message(msg.data)
+
+        await self.link.nc.subscribe(DECISIONS_PREFIX + ">", cb=on_decision, pending_msgs_limit=1_000_000)
+        await asyncio.Event().wait()
 
     async def shutdown(self) -> None:
         """Stop the consumer, finish publishing (bounded), close everything."""
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        deadline = time.monotonic() + 2.0
-        while self._publishing and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
         if self.engine is not None:
             await self.engine.stop()
             if self.engine.router is not None:
@@ -309,6 +332,7 @@ class DecisionApp:
         return ok, detail
 
     async def _decide(self, receive: Receive, send: Send) -> None:
+        from dataplat.decision.record import StreamUnavailable
         from dataplat.decision.warehouse import Overloaded, WarehouseUnavailable
 
         metrics = self.metrics
@@ -330,8 +354,6 @@ class DecisionApp:
             doc = decision.to_json()
             outcome = "decided" if fresh else "replayed"
             await _respond(send, 200, _json(doc))
-            if fresh:
-                await self._publish(doc, decision.decided_at)
         except EventError as exc:
             outcome = "invalid"
             status = 413 if exc.field == "body" and exc.message.startswith("body over") else 422
@@ -344,6 +366,11 @@ class DecisionApp:
             await _respond(
                 send, 503, _json({"error": f"warehouse unavailable: {exc}", "field": ""}), extra=_RETRY
             )
+        except StreamUnavailable as exc:
+            outcome = "unavailable"
+            await _respond(
+                send, 503, _json({"error": f"stream unavailable: {exc}", "field": ""}), extra=_RETRY
+            )
         except Exception as exc:  # noqa: BLE001 - a bug answers 500, the worker keeps serving
             log.exception("decision failed")
             await _respond(send, 500, _json({"error": f"internal error: {type(exc).__name__}", "field": ""}))
@@ -352,27 +379,6 @@ class DecisionApp:
             metrics.inflight.dec()
             metrics.requests.labels("http", outcome).inc()
             metrics.duration.labels("http").observe(time.perf_counter() - started)
-
-    async def _publish(self, doc: dict[str, Any], decided_at: float) -> None:
-        """Publish an HTTP decision to the stream without waiting for the acknowledgement
-        (bounded: at most ``max_publish_pending`` outstanding, each for ``publish_timeout_ms``)."""
-        if self._publishing >= self.config.max_publish_pending:
-            self.metrics.published.labels("dropped").inc()
-            return
-        doc = {**doc, "event_published_at": None, "decided_at": decided_at}
-        try:
-            future = await self.link.publish_decision_nowait(doc, self.config.publish_timeout_ms / 1000)
-        except Exception as exc:  # noqa: BLE001 - recorded in the warehouse; the stream copy is lost
-            self.metrics.published.labels("failed").inc()
-            log.debug("decision %s not published: %s", doc["event_id"], exc)
-            return
-        self._publishing += 1
-        future.add_done_callback(self._published)
-
-    def _published(self, future: asyncio.Future[Any]) -> None:
-        self._publishing -= 1
-        ok = not future.cancelled() and future.exception() is None
-        self.metrics.published.labels("ok" if ok else "failed").inc()
 
 
 async def _read_body(receive: Receive, limit: int = MAX_BODY) -> bytes:
@@ -410,8 +416,15 @@ def serve(config: ServiceConfig, log_level: str = "warning", scaling: Any = None
 
         run_scaled_workers(scaling, log_level=log_level, metrics_prefix="dataplat-decision-metrics-")
         return
-    run_asgi_workers("dataplat.decision.service:create_app", config.host, config.port, config.workers,
-                     log_level=log_level, backlog=2048, metrics_prefix="dataplat-decision-metrics-")
+    run_asgi_workers(
+        "dataplat.decision.service:create_app",
+        config.host,
+        config.port,
+        config.workers,
+        log_level=log_level,
+        backlog=2048,
+        metrics_prefix="dataplat-decision-metrics-",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -434,6 +447,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--score-timeout-ms", type=float, default=25.0, help="per pool attempt")
     p.add_argument("--score-deadline-ms", type=float, default=40.0, help="for scoring with fallbacks")
     p.add_argument("--features-timeout-ms", type=float, default=1000.0)
+    p.add_argument("--features-ttl-s", type=float, default=300.0,
+                   help="use a customer's cached features this long, for events this close to when they "
+                   "were read (0: read the warehouse for every decision)")  # fmt: skip
+    p.add_argument("--features-capacity", type=int, default=100_000, help="customers cached per worker")
+    p.add_argument("--no-sink", action="store_true",
+                   help="do not write the DECISIONS stream into bank.decisions here")  # fmt: skip
     p.add_argument("--record-timeout-ms", type=float, default=2000.0)
     p.add_argument(
         "--synchronous-commit",
@@ -477,6 +496,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         score_timeout_ms=args.score_timeout_ms,
         score_deadline_ms=args.score_deadline_ms,
         record_timeout_ms=args.record_timeout_ms,
+        features_ttl_s=args.features_ttl_s,
+        features_capacity=args.features_capacity,
+        sink=not args.no_sink,
     )
     try:
         from dataplat.scaling.workers import scaling_config_from_args

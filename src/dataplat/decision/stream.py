@@ -1,20 +1,16 @@
-"""The service's link to NATS JetStream: connect (and keep reconnecting), publish decisions.
+"""The service's link to NATS JetStream: connect (and keep reconnecting).
 
 Decisions go to ``bank.decisions.<channel>`` (``none`` when no offer was made) on the
-stream DECISIONS with the header ``Nats-Msg-Id`` set to the event id, so a decision that
-is published twice (a redelivered event, a retried request) is stored once within the
-stream's duplicate window. Every publish waits for JetStream's acknowledgement at most
-``timeout_s``.
+stream DECISIONS with the header ``Nats-Msg-Id`` set to the event id
+(:mod:`~dataplat.decision.record`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Sequence
 from contextlib import suppress
-from typing import Any
 
 import nats
 from nats.aio.client import Client
@@ -93,37 +89,6 @@ class StreamLink:
 
     async def _on_disconnect(self) -> None:
         log.warning("stream connection lost; reconnecting")
-
-    async def publish_decision(self, doc: dict[str, Any], timeout_s: float | None = None) -> None:
-        """Publish one decision document (raises on failure or timeout)."""
-        if self.js is None or not self.connected:
-            raise ConnectionError(f"stream not connected ({self.last_error or 'connecting'})")
-        payload = json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
-        await self.js.publish(
-            decision_subject(doc.get("channel")),
-            payload,
-            timeout=timeout_s or self.timeout_s,
-            headers={"Nats-Msg-Id": str(doc["event_id"])},
-        )
-
-    async def publish_decision_nowait(
-        self, doc: dict[str, Any], timeout_s: float | None = None
-    ) -> asyncio.Future[Any]:
-        """Send one decision without waiting for JetStream's acknowledgement; the returned
-        future resolves with it, or is cancelled after ``timeout_s`` (raises when the link is
-        down or too many acknowledgements are outstanding)."""
-        if self.js is None or not self.connected:
-            raise ConnectionError(f"stream not connected ({self.last_error or 'connecting'})")
-        payload = json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
-        future = await self.js.publish_async(
-            decision_subject(doc.get("channel")),
-            payload,
-            wait_stall=0.001,
-            headers={"Nats-Msg-Id": str(doc["event_id"])},
-        )
-        handle = asyncio.get_running_loop().call_later(timeout_s or self.timeout_s, future.cancel)
-        future.add_done_callback(lambda _f: handle.cancel())
-        return future
 
     async def close(self) -> None:
         """Drain and close the connection (bounded)."""

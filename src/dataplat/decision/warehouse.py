@@ -9,10 +9,11 @@
   query: the customer row, the model's features (:data:`~dataplat.serving.model.FEATURE_NAMES`,
   computed as of the event), held products, the next maturity, recent contacts and
   decisions for the frequency caps, and the decision already stored under the event id.
-* :class:`Recorder` - inserts decisions with ``ON CONFLICT (event_id) DO NOTHING``,
-  grouping the rows of concurrent requests into one statement and one commit (the
-  warehouse commits synchronously to a standby, so a commit is the costly part); a row
-  that was there already comes back as the stored decision (a replay).
+* :func:`insert_decisions` - inserts decisions with ``ON CONFLICT (event_id) DO NOTHING``,
+  many rows in one statement; the sink that writes the DECISIONS stream into the
+  warehouse uses it (:class:`~dataplat.decision.record.DecisionSink`).
+* :class:`StoredDecision` - a row of ``bank.decisions``, and the same decision as a
+  document of the DECISIONS stream.
 
 The ``reason`` column holds JSON: ``{"strategy": ..., "reasons": [...], "pool": ...}``.
 """
@@ -31,7 +32,6 @@ from typing import Any
 import numpy as np
 import psycopg
 
-from dataplat.decision.batching import Batcher, QueueFull
 from dataplat.decision.rules import Catalog, Customer, Product
 from dataplat.errors import ComponentError
 from dataplat.serving.model import FEATURE_NAMES
@@ -158,7 +158,7 @@ SELECT e.ord, c.segment, c.risk_level, c.marketing_consent, c.status, c.gender,
        t.n_txn, t.credit, t.debit,
        h.n_before, h.amount_before, h.categories_before, h.last_start, h.held, h.next_maturity,
        ch.n30, ch.converted30, ch.channels, ch.tss,
-       d.channels, d.tss,
+       d.channels, d.tss, d.eids,
        x.event_id, x.customer_id, x.ts, x.event_type, x.campaign_id, x.offer, x.channel, x.score,
        x.degraded, x.latency_ms, x.reason
 FROM unnest(%(cids)s::int8[], %(refs)s::timestamptz[], %(sinces)s::timestamptz[], %(eids)s::text[])
@@ -201,15 +201,10 @@ CROSS JOIN LATERAL (
     FROM bank.contact_history
     WHERE customer_id = c.customer_id AND ts <= e.ref AND ts > least(e.since, e.ref - interval '30 days')) ch
 CROSS JOIN LATERAL (
-    SELECT array_agg(channel) AS channels, array_agg(ts) AS tss
+    SELECT array_agg(channel) AS channels, array_agg(ts) AS tss, array_agg(event_id) AS eids
     FROM bank.decisions
     WHERE customer_id = c.customer_id AND ts > e.since AND channel IS NOT NULL AND event_id <> e.eid) d
 LEFT JOIN bank.decisions x ON x.event_id = e.eid
-"""
-
-STORED_SQL = """
-SELECT event_id, customer_id, ts, event_type, campaign_id, offer, channel, score, degraded, latency_ms, reason
-FROM bank.decisions WHERE event_id = ANY(%s)
 """
 
 INSERT_SQL = """
@@ -220,6 +215,19 @@ SELECT * FROM unnest(%s::text[], %s::int8[], %s::timestamptz[], %s::text[], %s::
 ON CONFLICT (event_id) DO NOTHING
 RETURNING event_id
 """
+
+SINK_SQL = """
+INSERT INTO bank.decisions
+    (event_id, customer_id, ts, event_type, campaign_id, offer, channel, score, degraded, latency_ms, reason)
+SELECT d->>'event_id', (d->>'customer_id')::int8, (d->>'ts')::timestamptz, d->>'event_type',
+       (d->>'campaign_id')::int4, d->'offer'->>'product_id', d->>'channel', (d->>'score')::float8,
+       (d->>'degraded')::bool, coalesce((d->>'latency_ms')::float8, 0),
+       jsonb_strip_nulls(
+           jsonb_build_object('strategy', d->'strategy', 'reasons', d->'reasons', 'pool', d->'pool'))::text
+FROM jsonb_array_elements(%s::text::jsonb) AS d
+ON CONFLICT (event_id) DO NOTHING
+"""
+"""The documents of the DECISIONS stream, as one JSON array, into ``bank.decisions``."""
 
 _COL = {name: i for i, name in enumerate(FEATURE_NAMES)}
 _CATEGORIES = ("deposit", "wealth_management", "fund", "insurance")
@@ -250,6 +258,43 @@ class StoredDecision:
         if self.pool:
             doc["pool"] = self.pool
         return json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
+
+    def stream_fields(self) -> dict[str, Any]:
+        """What the DECISIONS stream's document carries beyond the HTTP answer, so that the
+        row can be written from it (:meth:`from_doc`)."""
+        return {
+            "event_type": self.event_type,
+            "campaign_id": self.campaign_id,
+            "pool": self.pool,
+            "ts": self.ts.isoformat(),
+        }
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> StoredDecision:
+        """From a document of the DECISIONS stream (the HTTP answer plus :meth:`stream_fields`);
+        KeyError/ValueError/TypeError for a document that is not one."""
+        offer = doc.get("offer") or {}
+        ts = (
+            dt.datetime.fromisoformat(doc["ts"])
+            if doc.get("ts")
+            else dt.datetime.fromtimestamp(float(doc["decided_at"]), dt.UTC)
+        )
+        score = doc.get("score")
+        return cls(
+            event_id=str(doc["event_id"]),
+            customer_id=int(doc["customer_id"]),
+            ts=ts,
+            event_type=str(doc.get("event_type") or ""),
+            campaign_id=doc.get("campaign_id"),
+            offer=offer.get("product_id"),
+            channel=doc.get("channel"),
+            score=float(score) if score is not None else None,
+            degraded=bool(doc.get("degraded")),
+            latency_ms=float(doc.get("latency_ms") or 0.0),
+            strategy=str(doc.get("strategy") or ""),
+            reasons=tuple(str(r) for r in doc.get("reasons") or ()),
+            pool=doc.get("pool"),
+        )
 
     @classmethod
     def from_row(cls, row: Sequence[Any]) -> StoredDecision:
@@ -286,6 +331,8 @@ class CustomerView:
     features: np.ndarray
     """float32 [1, len(FEATURE_NAMES)]"""
     stored: StoredDecision | None = None
+    decision_ids: frozenset[str] = frozenset()
+    """The event ids of the recorded decisions counted in ``customer.contacts``."""
 
 
 def _log1p(x: float) -> float:
@@ -298,7 +345,7 @@ def build_view(customer_id: int, ref: dt.datetime, row: Sequence[Any]) -> Custom
      n_acc, bal_cur, bal_sav, bal_td,
      payroll, inflow, n_inflow, out_other, n_out_other, spend, n_txn, credit, debit,
      n_before, amount_before, cats_before, last_start, held, next_maturity,
-     n30, conv30, ch_channels, ch_ts, d_channels, d_ts) = row[:32]  # fmt: skip
+     n30, conv30, ch_channels, ch_ts, d_channels, d_ts, d_eids) = row[:33]  # fmt: skip
     x = np.zeros((1, len(FEATURE_NAMES)), dtype=np.float32)
     f = x[0]
     f[_COL["age_years"]] = age_days / 365.25
@@ -344,8 +391,8 @@ def build_view(customer_id: int, ref: dt.datetime, row: Sequence[Any]) -> Custom
         next_maturity=next_maturity,
         contacts=contacts,
     )
-    stored = StoredDecision.from_row(row[32:]) if row[32] is not None else None
-    return CustomerView(customer, x, stored)
+    stored = StoredDecision.from_row(row[33:]) if row[33] is not None else None
+    return CustomerView(customer, x, stored, frozenset(d_eids or ()))
 
 
 @dataclass(frozen=True)
@@ -419,86 +466,20 @@ async def ping(pool: ConnectionPool, timeout_s: float = 1.0) -> bool:
         return False
 
 
-# --- recording --------------------------------------------------------------------------
+# --- recording (from the stream: dataplat.decision.record.DecisionSink) ---------------------
 
 
-async def write_decisions(
-    pool: ConnectionPool, rows: Sequence[StoredDecision]
-) -> list[StoredDecision | None]:
-    """Insert ``rows`` in one statement and one commit; per row None when inserted, or the
-    decision already stored under its event id (a duplicate inside ``rows`` gets the first's)."""
-    first: dict[str, StoredDecision] = {}
-    for r in rows:
-        first.setdefault(r.event_id, r)
-    unique = list(first.values())
+async def insert_decisions(conn: psycopg.AsyncConnection[Any], rows: Sequence[StoredDecision]) -> int:
+    """Insert ``rows`` in one statement (a row whose event id is there already is skipped);
+    the number inserted."""
     columns = (
-        [r.event_id for r in unique], [r.customer_id for r in unique], [r.ts for r in unique],
-        [r.event_type for r in unique], [r.campaign_id for r in unique], [r.offer for r in unique],
-        [r.channel for r in unique], [r.score for r in unique], [r.degraded for r in unique],
-        [r.latency_ms for r in unique], [r.reason_json() for r in unique],
+        [r.event_id for r in rows], [r.customer_id for r in rows], [r.ts for r in rows],
+        [r.event_type for r in rows], [r.campaign_id for r in rows], [r.offer for r in rows],
+        [r.channel for r in rows], [r.score for r in rows], [r.degraded for r in rows],
+        [r.latency_ms for r in rows], [r.reason_json() for r in rows],
     )  # fmt: skip
-    try:
-        async with pool.connection() as conn:
-            cur = await conn.execute(INSERT_SQL, columns, prepare=True)
-            inserted = {r[0] for r in await cur.fetchall()}
-            missing = [e for e in first if e not in inserted]
-            stored: dict[str, StoredDecision] = {}
-            if missing:
-                cur = await conn.execute(STORED_SQL, (missing,))
-                stored = {r[0]: StoredDecision.from_row(r) for r in await cur.fetchall()}
-    except psycopg.Error as exc:
-        raise WarehouseUnavailable(f"recording decisions failed: {exc}".strip()) from None
-    out: list[StoredDecision | None] = []
-    claimed: set[str] = set()
-    for r in rows:
-        if r.event_id in inserted and r.event_id not in claimed and r is first[r.event_id]:
-            claimed.add(r.event_id)
-            out.append(None)
-        elif r.event_id in stored:
-            out.append(stored[r.event_id])
-        elif r.event_id in inserted:
-            out.append(first[r.event_id])
-        else:
-            raise WarehouseUnavailable(f"decision {r.event_id} neither inserted nor found")
-    return out
-
-
-class Recorder:
-    """Group commit of decisions: concurrent :meth:`record` calls share one statement and one
-    commit (:class:`~dataplat.decision.batching.Batcher` over :func:`write_decisions`)."""
-
-    def __init__(
-        self, pool: ConnectionPool, *, max_batch: int = 64, max_pending: int = 1024, writers: int = 2
-    ) -> None:
-        self.pool = pool
-        self.batcher: Batcher[StoredDecision, StoredDecision | None] = Batcher(
-            lambda rows: write_decisions(pool, rows),
-            name="recorder",
-            max_batch=max_batch,
-            runners=writers,
-            max_pending=max_pending,
-            wrap=unavailable,
-        )
-
-    def start(self) -> None:
-        """Start the writers (inside the running event loop)."""
-        self.batcher.start()
-
-    async def stop(self) -> None:
-        """Stop the writers; rows still queued fail with :class:`WarehouseUnavailable`."""
-        await self.batcher.stop(WarehouseUnavailable("the service is stopping"))
-
-    async def record(self, row: StoredDecision, timeout_s: float = 2.0) -> StoredDecision | None:
-        """Insert ``row``; None when inserted, the stored decision when the event id was there."""
-        try:
-            return await self.batcher.submit(row, timeout_s)
-        except QueueFull as exc:
-            raise Overloaded(str(exc)) from None
-        except TimeoutError:
-            raise WarehouseUnavailable(
-                f"recording the decision took over {timeout_s * 1000:.0f} ms (it may still be recorded; "
-                "the same event id answers the same decision)"
-            ) from None
+    cur = await conn.execute(INSERT_SQL, columns, prepare=True)
+    return len(await cur.fetchall())
 
 
 def unavailable(exc: Exception) -> Exception:

@@ -1,0 +1,101 @@
+"""Recent decisions in memory: replays by event id and frequency caps without a warehouse read.
+
+Every worker keeps a :class:`DecisionLedger` fed by a plain NATS subscription to the
+DECISIONS subjects (``bank.decisions.>``), so it sees the decisions of every worker and
+every instance within milliseconds of their recording, and adds its own at once. It holds:
+
+* the last ``max_events`` decisions by event id (a replayed event id is answered from
+  here without reading the warehouse or scoring again);
+* per customer, the decisions with a channel of the last ``cap_hours`` (the longest
+  frequency-cap window of the strategies), at most ``per_customer`` of them, newest kept.
+
+The warehouse's ``bank.decisions`` is written from the stream by
+:class:`~dataplat.decision.record.DecisionSink` a moment later; a customer's cached view
+(:mod:`~dataplat.decision.features`) lists the decision ids it already counts, so a decision
+is counted once whether the view or the ledger has it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from collections import OrderedDict, deque
+from collections.abc import Iterable
+from typing import Any
+
+from dataplat.decision.warehouse import StoredDecision
+
+log = logging.getLogger("dataplat.decision")
+
+
+class DecisionLedger:
+    """Recent decisions by event id and by customer (module docstring)."""
+
+    def __init__(self, cap_hours: float, *, max_events: int = 100_000, per_customer: int = 32) -> None:
+        self.cap = dt.timedelta(hours=max(cap_hours, 0.0))
+        self.max_events = max_events
+        self.per_customer = per_customer
+        self._events: OrderedDict[str, StoredDecision] = OrderedDict()
+        self._customers: dict[int, deque[tuple[dt.datetime, str, str]]] = {}
+        self.received = 0
+        self.malformed = 0
+
+    def __len__(self) -> int:
+        return len(self._events)
+
+    def add(self, d: StoredDecision) -> None:
+        """Remember ``d`` (the first decision of an event id wins, as in the stream)."""
+        if d.event_id in self._events:
+            return
+        self._events[d.event_id] = d
+        if len(self._events) > self.max_events:
+            self._events.popitem(last=False)
+        if d.channel is None or not self.cap:
+            return
+        recent = self._customers.get(d.customer_id)
+        if recent is None:
+            recent = self._customers[d.customer_id] = deque(maxlen=self.per_customer)
+        recent.append((d.ts, d.channel, d.event_id))
+        if len(self._customers) > self.max_events:
+            self._expire()
+
+    def stored(self, event_id: str) -> StoredDecision | None:
+        """The decision recorded under ``event_id``, when it is still remembered."""
+        return self._events.get(event_id)
+
+    def contacts(
+        self, customer_id: int, since: dt.datetime, exclude: Iterable[str] = ()
+    ) -> list[tuple[str, dt.datetime]]:
+        """(channel, when) of the customer's decisions after ``since``, but those in ``exclude``."""
+        recent = self._customers.get(customer_id)
+        if not recent:
+            return []
+        skip = exclude if isinstance(exclude, set | frozenset) else set(exclude)
+        return [(ch, ts) for ts, ch, eid in recent if ts > since and eid not in skip]
+
+    def on_message(self, data: bytes) -> None:
+        """Take one message of the DECISIONS stream (its JSON document)."""
+        try:
+            d = StoredDecision.from_doc(json.loads(data))
+        except (ValueError, KeyError, TypeError) as exc:
+            self.malformed += 1
+            log.debug("ignoring a malformed decision message: %s", exc)
+            return
+        self.received += 1
+        self.add(d)
+
+    def _expire(self) -> None:
+        """Forget customers whose remembered decisions are all older than the cap window."""
+        horizon = dt.datetime.now(dt.UTC) - self.cap
+        for cid in [c for c, q in self._customers.items() if not q or q[-1][0] <= horizon]:
+            del self._customers[cid]
+
+    def stats(self) -> dict[str, Any]:
+        """Sizes and counters (for /readyz details and tests)."""
+        return {
+            "events": len(self._events),
+            "customers": len(self._customers),
+            "received": self.received,
+            "malformed": self.malformed,
+        }
