@@ -43,7 +43,8 @@ def rows_of(home: Path, event_ids: list[str]) -> dict[str, tuple]:
 
     with psycopg.connect(endpoints.warehouse_conninfo(home), autocommit=True) as conn:
         rows = conn.execute(
-            "SELECT event_id, customer_id, channel, score, reason FROM bank.decisions WHERE event_id = ANY(%s)",
+            "SELECT event_id, customer_id, channel, score, reason FROM bank.decisions "
+            "WHERE event_id = ANY(%s)",
             (event_ids,),
         ).fetchall()
     return {r[0]: r for r in rows}
@@ -187,7 +188,7 @@ def test_the_sink_writes_the_stream_and_loses_nothing_when_the_warehouse_fails(
     assert up.written == len(ids)
     rows = rows_of(bank, ids)
     assert set(rows) == set(ids)
-    for event_id, (_, customer, channel, score, reason) in rows.items():
+    for _, _, channel, score, reason in rows.values():
         assert channel == "sms" and score == 0.5
         assert json.loads(reason) == {"strategy": "engagement", "reasons": ["test"], "pool": "cpu"}
     left, floor = asyncio.run(pending())
