@@ -1,11 +1,14 @@
 """Recent decisions in memory: replays by event id and frequency caps without a warehouse read.
 
-Every worker keeps a :class:`DecisionLedger` fed by a plain NATS subscription to the
-DECISIONS subjects (``bank.decisions.>``), so it sees the decisions of every worker and
-every instance within milliseconds of their recording, and adds its own at once. It holds:
+Every worker keeps a :class:`DecisionLedger` fed by plain NATS subscriptions to the
+DECISIONS subjects of the channels (``bank.decisions.app_push|sms|rm_task``), so it sees
+the contacts decided by every worker and every instance within milliseconds of their
+recording, and adds its own decisions at once. Decisions without a channel (most of them
+under load, once the caps are reached) are not followed: they count for no cap. It holds:
 
 * the last ``max_events`` decisions by event id (a replayed event id is answered from
-  here without reading the warehouse or scoring again);
+  here without reading the warehouse or scoring again; other replays are found by the
+  stream's duplicate detection);
 * per customer, the decisions with a channel of the last ``cap_hours`` (the longest
   frequency-cap window of the strategies), at most ``per_customer`` of them, newest kept.
 

@@ -223,10 +223,16 @@ class DecisionSink:
                 msgs = await sub.fetch(1, timeout=1.0)
             except (nats.errors.TimeoutError, TimeoutError):
                 continue
-            if self.batch > 1:
-                # the rest of a batch, waiting at most linger_s for it to fill
-                with suppress(nats.errors.TimeoutError, TimeoutError):
-                    msgs += await sub.fetch(self.batch - 1, timeout=self.linger_s)
+            # the rest of a batch, for at most linger_s (a fetch returns with what is there)
+            deadline = time.monotonic() + self.linger_s
+            while len(msgs) < self.batch:
+                left = deadline - time.monotonic()
+                if left <= 0.001:
+                    break
+                try:
+                    msgs += await sub.fetch(self.batch - len(msgs), timeout=left)
+                except (nats.errors.TimeoutError, TimeoutError):
+                    break
             await self.write(msgs)
 
     async def write(self, msgs: list[Any]) -> None:

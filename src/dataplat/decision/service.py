@@ -243,9 +243,12 @@ class DecisionApp:
         self._tasks.append(loop.create_task(features.preload(), name="features-preload"))
 
     async def _follow_decisions(self) -> None:
-        """Feed the ledger with every decision on the DECISIONS subjects (a plain subscription;
-        nats-py subscribes again after a reconnect)."""
-        from dataplat.decision.stream import DECISIONS_PREFIX
+        """Feed the ledger with every decision that contacts a customer (plain subscriptions to
+        ``bank.decisions.<channel>``, one per channel; nats-py subscribes again after a
+        reconnect). Decisions without a channel count for no cap: a replay of one is answered
+        from the stream's duplicate detection (:mod:`~dataplat.decision.record`)."""
+        from dataplat.decision.strategy import CHANNELS
+        from dataplat.decision.stream import decision_subject
 
         await self.link.wait_connected(3600.0)
         ledger = self.ledger
@@ -253,7 +256,10 @@ class DecisionApp:
         async def on_decision(msg: Any) -> None:
             ledger.on_message(msg.data)
 
-        await self.link.nc.subscribe(DECISIONS_PREFIX + ">", cb=on_decision, pending_msgs_limit=1_000_000)
+        for channel in CHANNELS:
+            await self.link.nc.subscribe(
+                decision_subject(channel), cb=on_decision, pending_msgs_limit=1_000_000
+            )
         await asyncio.Event().wait()
 
     async def shutdown(self) -> None:
