@@ -111,20 +111,51 @@ class EventConsumer:
     async def _loop(self, sub: JetStreamContext.PullSubscription) -> None:
         # nats-py's fetch(n) returns only when n messages came or the timeout passed, so a
         # batch fetch at a low event rate would hold each event up to the timeout. Wait
-        # for one message, then take what is already there (a short second fetch).
-        while True:
+        # for one message and start deciding it, then take what is already there (a short
+        # second fetch, which lingers a few ms when nothing is); at most `batch` events are
+        # decided at once.
+        slots = asyncio.Semaphore(self.batch)
+        running: set[asyncio.Task[None]] = set()
+
+        async def one(m: Msg) -> None:
             try:
-                msgs = await sub.fetch(1, timeout=1.0)
-            except (nats.errors.TimeoutError, TimeoutError):
-                continue  # nothing to consume within the second: fetch again
-            except nats.errors.ConnectionClosedError:
-                raise
-            if self.batch > 1:
+                await self.handle(m)
+            finally:
+                slots.release()
+
+        def start(msgs: list[Msg]) -> None:
+            for m in msgs:
+                task = asyncio.get_running_loop().create_task(one(m))
+                running.add(task)
+                task.add_done_callback(running.discard)
+
+        try:
+            while True:
+                await slots.acquire()
                 try:
-                    msgs += await sub.fetch(self.batch - 1, timeout=0.005)
+                    msgs = await sub.fetch(1, timeout=1.0)
                 except (nats.errors.TimeoutError, TimeoutError):
-                    pass
-            await asyncio.gather(*(self.handle(m) for m in msgs))
+                    slots.release()
+                    continue  # nothing to consume within the second: fetch again
+                except BaseException:
+                    slots.release()
+                    raise
+                start(msgs)
+                free = 0
+                while free < self.batch - 1 and not slots.locked():
+                    await slots.acquire()
+                    free += 1
+                if free:
+                    more: list[Msg] = []
+                    with suppress(nats.errors.TimeoutError, TimeoutError):
+                        more = await sub.fetch(free, timeout=0.005)
+                    for _ in range(free - len(more)):
+                        slots.release()
+                    start(more)
+        finally:
+            # the events being decided finish (bounded by the engine's own timeouts)
+            if running:
+                await asyncio.gather(*running, return_exceptions=True)
 
     async def handle(self, msg: Msg) -> None:
         """Decide one message (recording it), acknowledge (module docstring)."""
