@@ -135,7 +135,8 @@ def test_the_sink_writes_the_stream_and_loses_nothing_when_the_warehouse_fails(
 ) -> None:
     """Decisions on a stream; a sink whose warehouse refuses connections acknowledges nothing
     (they stay on the stream); a sink on the real warehouse then writes every one, and a
-    malformed message is terminated without holding the others back."""
+    malformed message and a decision the table refuses are terminated without holding the
+    others back."""
     import nats
 
     from dataplat.decision.metrics import get_metrics
@@ -154,6 +155,8 @@ def test_the_sink_writes_the_stream_and_loses_nothing_when_the_warehouse_fails(
             await js.publish(prefix + "sms", json.dumps(doc_of(event_id, customers[i % 10])).encode())
             if i == 20:
                 await js.publish(prefix + "sms", b'{"event_id": "broken"}')
+                nobody = doc_of(new_id(), 10**12)  # the table refuses it: no such customer
+                await js.publish(prefix + "sms", json.dumps(nobody).encode())
         await nc.close()
 
     async def run_sink(conninfo: str, seconds: float, lock: str) -> DecisionSink:
@@ -192,7 +195,7 @@ def test_the_sink_writes_the_stream_and_loses_nothing_when_the_warehouse_fails(
         assert channel == "sms" and score == 0.5
         assert json.loads(reason) == {"strategy": "engagement", "reasons": ["test"], "pool": "cpu"}
     left, floor = asyncio.run(pending())
-    assert floor == len(ids) + 1  # all acknowledged, the malformed one terminated
+    assert floor == len(ids) + 2  # all acknowledged, the two bad ones terminated
 
 
 def test_one_sink_per_service_instance(bank: Path, tmp_path: Path) -> None:

@@ -270,21 +270,31 @@ class DecisionSink:
             self.metrics.stage.labels("sink").observe(max(time.time() - float(oldest), 0.0))
 
     async def _write_each(self, conn: Any, msgs: list[Any]) -> list[Any]:
-        """The slow path of a batch that failed as a whole: validate each document, terminate
-        the malformed ones, insert the rest; the messages written."""
-        rows: list[StoredDecision] = []
+        """The slow path of a batch that failed as a whole: each message on its own; one that
+        is not a decision, or that the table refuses (a customer no longer there), is
+        terminated with a warning instead of blocking the stream. The messages written."""
         good: list[Any] = []
         for m in msgs:
             try:
-                rows.append(StoredDecision.from_doc(json.loads(m.data)))
+                await insert_decisions(conn, [StoredDecision.from_doc(json.loads(m.data))])
                 good.append(m)
-            except (ValueError, KeyError, TypeError) as exc:
-                log.warning("sink: dropping a malformed decision message on %s: %s", m.subject, exc)
+            except (
+                ValueError,
+                KeyError,
+                TypeError,
+                psycopg.errors.DataError,
+                psycopg.errors.IntegrityError,
+            ) as exc:
+                log.warning("sink: dropping decision message %s on %s: %s", _seq(m), m.subject, exc)
                 with suppress(Exception):
                     await m.term()
-        if rows:
-            await insert_decisions(conn, rows)
         return good
+
+
+def _seq(m: Any) -> str:
+    with suppress(Exception):
+        return f"#{m.metadata.sequence.stream}"
+    return "?"
 
 
 def sink_lock_path(port: int) -> Path:
