@@ -3,9 +3,11 @@ decision service, the stream path's end-to-end latency on a few events, an SLO v
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from dataplat.bench import decisions
+from dataplat.bench.cpu import LOADGEN, CpuMeter
 from dataplat.bench.locustrun import LocustRun, run_locust
 from dataplat.bench.slo import judge, parse_target
 from dataplat.platform import endpoints
@@ -26,7 +28,10 @@ def test_locust_step_and_stream_e2e(bank: Path, tmp_path: Path) -> None:
         processes=1,
         env={"DATAPLAT_CUSTOMER_MIN": str(customers[0]), "DATAPLAT_CUSTOMER_MAX": str(customers[1])},
     )
+    meter = CpuMeter.for_platform(bank)
+    meter.start()
     result = run_locust(spec)
+    meter.stop()
     assert not result.timed_out
     assert result.exit_code == 0, Path(result.files["log"]).read_text()[-2000:]
     assert Path(result.files["history"]).stat().st_size > 0
@@ -46,7 +51,14 @@ def test_locust_step_and_stream_e2e(bank: Path, tmp_path: Path) -> None:
     assert 0 < rc["p50_ms"] <= rc["p99_ms"] <= rc["max_ms"]
     assert stream["decided_ms"]["p50_ms"] <= rc["p50_ms"]
 
+    # where the CPU went: every process on the decision path used some, per request answered
+    cpu = meter.report(result.total["requests"])
+    for group in ("decision", "serving", "stream", "warehouse", LOADGEN):
+        assert cpu["groups"][group]["cpu_ms_per_request"] > 0, (group, cpu)
+    assert 0 < cpu["total_cores"] <= cpu["cores_available"] * 1.05, cpu
+
     section = {"service": decisions._side(result), "stream": stream, "saturation_rps": result.saturation_rps}
+    section["service"]["cpu"] = cpu
     for text in ("decisions.p99_ms <= 1000 at concurrency 4", "decisions.e2e_lost <= 0"):
         target = parse_target(text)
         assert decisions.check_metric(target.metric, target, Path()) is None
@@ -57,3 +69,25 @@ def test_locust_step_and_stream_e2e(bank: Path, tmp_path: Path) -> None:
     assert decisions.failures(section) == []
     html = decisions.render_html(section)
     assert "Real-time decisions" in html and "Stream path" in html
+    assert "Where the CPU went" in html and "CPU milliseconds per request" in html
+
+
+def test_cpu_meter_counts_a_busy_process_in_its_group() -> None:
+    """A child that spins for 0.6 s of processor time, then sleeps: its group gets that time."""
+    import subprocess
+    import sys
+
+    spin = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.6: pass\ntime.sleep(5)"
+    busy = subprocess.Popen([sys.executable, "-c", spin])
+    try:
+        meter = CpuMeter({"busy": [busy.pid]}, loadgen_root=None)
+        meter.start()
+        time.sleep(2.0)
+        used = meter.stop()
+    finally:
+        busy.kill()
+        busy.wait(5)
+    assert 0.3 <= used["busy"] <= 1.0, used
+    rep = meter.report(10)
+    assert rep["groups"]["busy"]["cpu_ms_per_request"] == round(used["busy"] * 100, 4)
+    assert rep["groups"]["busy"]["cores"] > 0.1

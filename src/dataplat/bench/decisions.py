@@ -54,6 +54,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dataplat.bench.context import BENCH_DIR, BenchContext, BenchError
+from dataplat.bench.cpu import CpuMeter
 from dataplat.bench.locustrun import LoadgenHost, LocustResult, LocustRun, platform_workers, run_locust
 from dataplat.bench.svg import bar_chart, line_chart
 from dataplat.platform import endpoints
@@ -165,6 +166,11 @@ class BareEndpoint:
             raise
         return self
 
+    @property
+    def pid(self) -> int | None:
+        """The server's pid (its workers are its children)."""
+        return self.proc.pid if self.proc is not None else None
+
     def __exit__(self, *_exc: object) -> None:
         proc = self.proc
         if proc is None or proc.poll() is not None:
@@ -203,6 +209,15 @@ def step_load(
     if workers:  # several loadgen hosts: a master here, workers on each of them
         spec.workers, spec.master_address = workers, workers[0].address
     return run_locust(spec)
+
+
+def _cpu_line(cpu: dict[str, Any]) -> str:
+    """``decision 0.41, loadgen 0.22, ...`` (CPU ms per request by group)."""
+    return ", ".join(
+        f"{name} {g['cpu_ms_per_request']:.3f}"
+        for name, g in cpu["groups"].items()
+        if g.get("cpu_ms_per_request") is not None
+    )
 
 
 def _side(result: LocustResult) -> dict[str, Any]:
@@ -344,15 +359,24 @@ def run(ctx: BenchContext, processes: int | None = None, e2e_events: int = E2E_E
     }
     ctx.log(f"decisions: {url}, steps {steps} users x {s.duration_s:g} s, {procs} Locust process(es)")
     loadgen = platform_workers(ctx.home)
+    meter = CpuMeter.for_platform(ctx.home)
+    meter.start()
     service = step_load(url, steps, s.duration_s, raw, "service", customers, procs, workers=loadgen)
+    meter.stop()
     section["service"] = _side(service)
+    section["service"]["cpu"] = meter.report(service.total.get("requests"))
     ctx.log(f"decisions: service saturation {service.saturation_rps:.0f} req/s")
+    ctx.log("decisions: CPU ms per request " + _cpu_line(section["service"]["cpu"]))
 
     with BareEndpoint(raw / "bare-server.log") as bare:
         ctx.log(f"decisions: bare endpoint {bare.url}, same steps")
+        meter = CpuMeter({"bare endpoint": [bare.pid]} if bare.pid else {})
+        meter.start()
         bare_result = step_load(bare.url, steps, s.duration_s, raw, "bare", customers, procs)
+        meter.stop()
     section["bare"] = _side(bare_result)
     section["bare"]["workers"] = DECISION_WORKERS
+    section["bare"]["cpu"] = meter.report(bare_result.total.get("requests"))
     sat, bare_sat = service.saturation_rps, bare_result.saturation_rps
     section["saturation_rps"] = round(sat, 2)
     section["bare_saturation_rps"] = round(bare_sat, 2)
@@ -441,6 +465,46 @@ def _f(value: Any, digits: int = 2) -> str:
     return html.escape(f"{value:,}" if isinstance(value, int) else str(value))
 
 
+def _cpu_html(svc: dict[str, Any] | None, bare: dict[str, Any] | None) -> str:
+    """Where the cores went during each step load: CPU ms per request by process group."""
+    if not svc:
+        return ""
+    names = list(svc["groups"])
+    names += [n for n in (bare or {}).get("groups", {}) if n not in names]
+
+    def ms(doc: dict[str, Any] | None, name: str) -> float | None:
+        return ((doc or {}).get("groups", {}).get(name) or {}).get("cpu_ms_per_request")
+
+    def cores(doc: dict[str, Any] | None, name: str) -> float | None:
+        return ((doc or {}).get("groups", {}).get(name) or {}).get("cores")
+
+    rows = "".join(
+        f"<tr><td>{html.escape(n)}</td><td>{_f(ms(svc, n), 3)}</td><td>{_f(cores(svc, n))}</td>"
+        f"<td>{_f(ms(bare, n), 3)}</td><td>{_f(cores(bare, n))}</td></tr>"
+        for n in names
+    )
+    return (
+        "<h3>Where the CPU went</h3><p>Processor time of each process group over the whole step "
+        f"load, per request answered ({svc.get('cores_available')} cores on this machine; "
+        "<i>other</i>: busy time outside the groups).</p>"
+        + bar_chart(
+            "CPU milliseconds per request, by process group (lower is better)",
+            names,
+            {
+                "decision service run": [ms(svc, n) for n in names],
+                "bare endpoint run": [ms(bare, n) for n in names],
+            },
+            y_label="CPU ms / request",
+        )
+        + "<table><tr><th>group</th><th>service run: CPU ms/request</th><th>cores</th>"
+        "<th>bare run: CPU ms/request</th><th>cores</th></tr>"
+        + rows
+        + f"<tr><td><b>total</b></td><td><b>{_f(svc.get('total_cpu_ms_per_request'), 3)}</b></td>"
+        f"<td>{_f(svc.get('total_cores'))}</td><td><b>{_f((bare or {}).get('total_cpu_ms_per_request'), 3)}"
+        f"</b></td><td>{_f((bare or {}).get('total_cores'))}</td></tr></table>"
+    )
+
+
 def render_html(section: dict[str, Any]) -> str:
     """Throughput and percentiles per step (service and bare), the ratio, the stream path."""
     svc, bare = section.get("service") or {}, section.get("bare") or {}
@@ -509,6 +573,7 @@ def render_html(section: dict[str, Any]) -> str:
             f"<td>{_f(b.get('p99_ms'), 0)}</td></tr>"
         )
     out.append("</table>")
+    out.append(_cpu_html(svc.get("cpu"), bare.get("cpu")))
     stream = section.get("stream")
     if stream:
         rc, dc = stream["received_ms"], stream["decided_ms"]
