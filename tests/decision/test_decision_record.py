@@ -264,6 +264,11 @@ def test_feature_cache_hits_within_its_tolerance_and_reads_old_events_as_of_thei
             pre = FeatureCache(pool, cap_hours=1, ttl_s=60, capacity=5, chunk=2)
             out["preloaded"] = await pre.preload(pause_s=0)
             out["preloaded_hit"] = pre.cached(min(customers), now)[0]
+            # refresh ahead: entries older than the bound are read again and stay cached
+            before = pre._entries[min(customers)][0]
+            out["refreshed"] = await pre.refresh(0.0, pause_s=0)
+            out["refreshed_later"] = pre._entries[min(customers)][0] > before
+            out["refresh_none_young"] = await pre.refresh(3600.0, pause_s=0)
             return out
         finally:
             await cache.stop()
@@ -277,6 +282,7 @@ def test_feature_cache_hits_within_its_tolerance_and_reads_old_events_as_of_thei
     assert out["size"] == 3 and out["evicted_first"] is True
     assert out["off"] == (0, 2)
     assert out["preloaded"] == 5 and out["preloaded_hit"] is True
+    assert out["refreshed"] == 5 and out["refreshed_later"] is True and out["refresh_none_young"] == 0
 
 
 def _next_local(hour: int, minute: int, tz: str = "Asia/Shanghai") -> dt.datetime:

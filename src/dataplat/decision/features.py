@@ -11,8 +11,11 @@ the online store of a feature store:
   and only while it is younger than ``ttl_s``; otherwise the customer is read again as of
   the event (an event replayed from yesterday gets yesterday's features, exactly as
   before). Misses of concurrent requests share one query (:class:`~dataplat.decision.batching.Batcher`).
-* At most ``capacity`` customers, least recently used first out; ``preload`` reads the
-  first ``capacity`` customers in the background at start, ``chunk`` per query.
+* At most ``capacity`` customers, least recently used first out. :meth:`FeatureCache.keep_fresh`
+  runs in the background: it reads the first ``capacity`` customers at start, ``chunk``
+  per query, then every ``ttl_s / 4`` reads again the entries older than ``ttl_s / 2``
+  (refresh ahead), so that a decision rarely waits for the warehouse because its
+  customer's entry just expired.
 * What changes per decision is not cached: the frequency caps count the cached contacts
   plus the recent decisions of :class:`~dataplat.decision.ledger.DecisionLedger`, and a
   replayed event id is found in the ledger or the stream (:mod:`~dataplat.decision.record`).
@@ -68,6 +71,7 @@ class FeatureCache:
         self.hits = 0
         self.misses = 0
         self.preloaded = 0
+        self.refreshed = 0
         self.reads: Batcher[CustomerKey, CustomerView | None] = Batcher(
             lambda keys: read_customers(pool, keys, timeout_s),
             name="features",
@@ -126,6 +130,39 @@ class FeatureCache:
         if self.ttl_s > 0 and abs((ref - now).total_seconds()) <= self.ttl_s:
             self._put(customer_id, ref, view)
         return view
+
+    async def keep_fresh(self, pause_s: float = 0.01) -> None:
+        """Preload, then refresh ahead until cancelled (module docstring)."""
+        if self.ttl_s <= 0 or self.capacity <= 0:
+            return
+        await self.preload(pause_s)
+        while True:
+            await asyncio.sleep(self.ttl_s / 4)
+            await self.refresh(self.ttl_s / 2, pause_s)
+
+    async def refresh(self, older_than_s: float, pause_s: float = 0.01) -> int:
+        """Read again, as of now, the entries read more than ``older_than_s`` ago (their
+        places in the LRU order stay); the number refreshed. Stops quietly on a warehouse error."""
+        horizon = time.monotonic() - older_than_s
+        stale = [c for c, (read_at, _, _) in list(self._entries.items()) if read_at < horizon]
+        done = 0
+        for i in range(0, len(stale), self.chunk):
+            part = stale[i : i + self.chunk]
+            now = dt.datetime.now(dt.UTC)
+            keys = [CustomerKey(c, now, now - self.cap, "") for c in part]
+            try:
+                views = await read_customers(self.pool, keys, max(self.timeout_s, 5.0))
+            except Exception as exc:  # noqa: BLE001 - entries then expire and are read on demand
+                log.info("feature cache refresh stopped after %d customers: %s", done, exc)
+                break
+            read_at = time.monotonic()
+            for c, v in zip(part, views, strict=True):
+                if c in self._entries:
+                    self._entries[c] = (read_at, now, v)  # an update keeps the LRU position
+                    done += 1
+            await asyncio.sleep(pause_s)
+        self.refreshed += done
+        return done
 
     async def preload(self, pause_s: float = 0.01) -> int:
         """Read the first ``capacity`` customers into the cache, ``chunk`` at a time (in the

@@ -240,7 +240,7 @@ class DecisionApp:
         except WarehouseUnavailable as exc:
             log.warning("warehouse not reachable at start (%s); decisions answer 503 until it is", exc)
         await self.link.wait_connected(2.0)
-        self._tasks.append(loop.create_task(features.preload(), name="features-preload"))
+        self._tasks.append(loop.create_task(features.keep_fresh(), name="features-refresh"))
 
     async def _follow_decisions(self) -> None:
         """Feed the ledger with every decision that contacts a customer (plain subscriptions to
