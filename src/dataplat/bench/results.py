@@ -25,6 +25,21 @@ Schema ``dataplat.bench/v1`` (keys of the top-level object)::
                                                histogram (HdrHistogram, base64 compressed, µs),
                                                per_query: {query: {count, qps, latency_ms, histogram}},
                                                pgbench only: tps_reported, command, logs}}]
+        decisions   url, steps_users, step_s, processes, loadgen_hosts, customers, locustfile, client
+                    service|bare: {command, exit_code, timed_out, seconds, saturation_rps,
+                                   steps: [{step, users, seconds, requests, failures, rps, error_rate,
+                                            p50_ms, p66_ms, p75_ms, p90_ms, p95_ms, p99_ms, p999_ms,
+                                            max_ms, degraded, degraded_rate, by_name}],
+                                   total, by_name, files (Locust CSVs, log),
+                                   cpu: {seconds, requests, cores_available, total_cores,
+                                         total_cpu_ms_per_request,
+                                         groups: {decision|serving|stream|warehouse|...|loadgen|
+                                                  bare endpoint|other: {cpu_s, cores, cpu_ms_per_request}}}}
+                    bare.workers; saturation_rps, bare_saturation_rps, saturation_ratio_vs_bare
+                    half: the service paced at half its saturation (as service without cpu, plus
+                          rate) or null
+                    stream: {events, rate, decided, lost, received_ms, decided_ms: {p50_ms, p95_ms,
+                             p99_ms, max_ms}}
     verdicts      [{target, suite, metric, scope, op, bound, value, met, detail}]
     failures      invariant checks that did not hold / jobs that failed (each misses the run)
     outcome       met | missed | could not run;   exit_code 0 | 1 | 2
