@@ -318,28 +318,21 @@ def test_frequency_caps_count_decisions_of_every_worker_at_once(
                     (since, ts, since),
                 ).fetchall()
             )
-        offered: list[dict] = []
+
+        def payroll(customer: int) -> dict:
+            event = {"event_id": new_id(), "type": "payroll_credited", "customer_id": customer,
+                     "amount": 30000.0, "ts": ts.isoformat()}  # fmt: skip
+            status, doc, _ = post(svc.url + "/v1/decisions", event)
+            assert status == 200, doc
+            return doc
+
+        first = None
         for customer in [c for c in customers if prior.get(c, 0) == 0][:40]:
-            status, doc, _ = post(
-                svc.url + "/v1/decisions",
-                {"event_id": new_id(), "type": "payroll_credited", "customer_id": customer,
-                 "amount": 30000.0, "ts": ts.isoformat()},
-            )  # fmt: skip
-            assert status == 200, doc
-            if doc["channel"] is not None:
-                offered.append(doc)
+            first = payroll(customer)
+            if first["channel"] is not None:
                 break
-        assert offered, "no customer without recent contacts got an offer"
-        customer = offered[0]["customer_id"]
-        docs = [offered[0]]
-        for _ in range(7):
-            status, doc, _ = post(
-                svc.url + "/v1/decisions",
-                {"event_id": new_id(), "type": "payroll_credited", "customer_id": customer,
-                 "amount": 30000.0, "ts": ts.isoformat()},
-            )  # fmt: skip
-            assert status == 200, doc
-            docs.append(doc)
+        assert first is not None and first["channel"] is not None, "no customer without contacts got an offer"
+        docs = [first] + [payroll(first["customer_id"]) for _ in range(7)]
         with_channel = [d for d in docs if d["channel"] is not None]
         assert len(with_channel) <= 3, [d["reasons"] for d in docs]
         assert any("frequency cap" in r for d in docs for r in d["reasons"]), [d["reasons"] for d in docs]

@@ -35,7 +35,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from dataplat.decision.engine import Engine
 from dataplat.decision.events import EventError, parse_event
 from dataplat.decision.metrics import DecisionMetrics
-from dataplat.decision.stream import EVENTS_STREAM, EVENTS_SUBJECT, StreamLink
+from dataplat.decision.stream import EVENTS_STREAM, EVENTS_SUBJECT, StreamLink, pull_forever
 from dataplat.errors import ComponentError
 
 log = logging.getLogger("dataplat.decision")
@@ -83,30 +83,15 @@ class EventConsumer:
     async def run(self) -> None:
         """Consume until cancelled; (re)subscribes with backoff when the stream is not there."""
         await self.link.run()
-        delay = 0.2
-        while True:
-            try:
-                assert self.link.js is not None
-                sub = await self.link.js.pull_subscribe(
-                    EVENTS_SUBJECT, durable=self.durable, stream=EVENTS_STREAM, config=self.consumer_config()
-                )
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - stream missing, broker down: retry
-                log.warning("cannot subscribe to %s on %s: %s; retrying", EVENTS_SUBJECT, EVENTS_STREAM, exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-                continue
-            delay = 0.2
-            try:
-                await self._loop(sub)
-            except asyncio.CancelledError:
-                with suppress(Exception):
-                    await sub.unsubscribe()
-                raise
-            except Exception as exc:  # noqa: BLE001 - keep consuming after a broker hiccup
-                log.warning("consumer loop failed: %s: %s; resubscribing", type(exc).__name__, exc)
-                await asyncio.sleep(delay)
+        await pull_forever(
+            self.link,
+            EVENTS_SUBJECT,
+            self.durable,
+            EVENTS_STREAM,
+            self.consumer_config(),
+            self._loop,
+            "consumer",
+        )
 
     async def _loop(self, sub: JetStreamContext.PullSubscription) -> None:
         # nats-py's fetch(n) returns only when n messages came or the timeout passed, so a

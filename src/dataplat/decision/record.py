@@ -44,7 +44,13 @@ import psycopg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from dataplat.decision.ledger import DecisionLedger
-from dataplat.decision.stream import DECISIONS_PREFIX, DECISIONS_STREAM, StreamLink, decision_subject
+from dataplat.decision.stream import (
+    DECISIONS_PREFIX,
+    DECISIONS_STREAM,
+    StreamLink,
+    decision_subject,
+    pull_forever,
+)
 from dataplat.decision.warehouse import (
     SINK_SQL,
     ConnectionPool,
@@ -189,33 +195,20 @@ class DecisionSink:
 
     async def _run(self) -> None:
         await self.link.wait_connected(3600.0)
-        delay = 0.2
-        while True:
-            try:
-                if self.link.js is None:
-                    raise StreamUnavailable("stream not connected")
-                sub = await self.link.js.pull_subscribe(
-                    self.subjects, durable=self.durable, stream=self.stream, config=self.consumer_config()
-                )
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - stream missing, broker down: retry
-                self.last_error = f"{type(exc).__name__}: {exc}"
-                log.warning("sink cannot subscribe to %s: %s; retrying", self.stream, exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-                continue
-            delay = 0.2
-            try:
-                await self._loop(sub)
-            except asyncio.CancelledError:
-                with suppress(Exception):
-                    await sub.unsubscribe()
-                raise
-            except Exception as exc:  # noqa: BLE001 - keep writing after a broker hiccup
-                self.last_error = f"{type(exc).__name__}: {exc}"
-                log.warning("sink loop failed: %s; resubscribing", self.last_error)
-                await asyncio.sleep(delay)
+
+        def note(error: str) -> None:
+            self.last_error = error
+
+        await pull_forever(
+            self.link,
+            self.subjects,
+            self.durable,
+            self.stream,
+            self.consumer_config(),
+            self._loop,
+            "sink",
+            note,
+        )
 
     async def _loop(self, sub: Any) -> None:
         while True:

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import suppress
+from typing import Any
 
 import nats
 from nats.aio.client import Client
@@ -98,3 +99,45 @@ class StreamLink:
                     await self.nc.drain()
             with suppress(Exception):
                 await self.nc.close()
+
+
+async def pull_forever(
+    link: StreamLink,
+    subject: str,
+    durable: str,
+    stream: str,
+    config: Any,
+    body: Callable[[Any], Awaitable[None]],
+    what: str,
+    on_error: Callable[[str], None] | None = None,
+) -> None:
+    """Pull-subscribe ``durable`` (``config``) to ``subject`` on ``stream`` and run ``body(sub)``
+    until cancelled; subscribes again, with backoff (0.2 s doubling to 5 s), when the stream
+    is not there or ``body`` fails. ``on_error`` hears each failure as text."""
+    delay = 0.2
+    while True:
+        try:
+            if link.js is None:
+                raise ConnectionError(f"stream not connected ({link.last_error or 'connecting'})")
+            sub = await link.js.pull_subscribe(subject, durable=durable, stream=stream, config=config)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - stream missing, broker down: retry
+            if on_error is not None:
+                on_error(f"{type(exc).__name__}: {exc}")
+            log.warning("%s cannot subscribe to %s on %s: %s; retrying", what, subject, stream, exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+            continue
+        delay = 0.2
+        try:
+            await body(sub)
+        except asyncio.CancelledError:
+            with suppress(Exception):
+                await sub.unsubscribe()
+            raise
+        except Exception as exc:  # noqa: BLE001 - keep going after a broker hiccup
+            if on_error is not None:
+                on_error(f"{type(exc).__name__}: {exc}")
+            log.warning("%s loop failed: %s: %s; subscribing again", what, type(exc).__name__, exc)
+            await asyncio.sleep(delay)
