@@ -30,7 +30,6 @@ from contextlib import suppress
 import nats.errors
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from dataplat.decision.engine import Engine
 from dataplat.decision.events import EventError, parse_event
@@ -69,17 +68,6 @@ class EventConsumer:
         self.retry_delay_s = retry_delay_s
         self.handled = 0
 
-    def consumer_config(self) -> ConsumerConfig:
-        """The durable consumer's configuration."""
-        return ConsumerConfig(
-            durable_name=self.durable,
-            ack_policy=AckPolicy.EXPLICIT,
-            deliver_policy=DeliverPolicy.ALL,
-            max_ack_pending=self.max_ack_pending,
-            ack_wait=self.ack_wait_s,
-            filter_subject=EVENTS_SUBJECT,
-        )
-
     async def run(self) -> None:
         """Consume until cancelled; (re)subscribes with backoff when the stream is not there."""
         await self.link.run()
@@ -88,9 +76,10 @@ class EventConsumer:
             EVENTS_SUBJECT,
             self.durable,
             EVENTS_STREAM,
-            self.consumer_config(),
             self._loop,
             "consumer",
+            max_ack_pending=self.max_ack_pending,
+            ack_wait_s=self.ack_wait_s,
         )
 
     async def _loop(self, sub: JetStreamContext.PullSubscription) -> None:

@@ -41,7 +41,6 @@ from typing import TYPE_CHECKING, Any
 
 import nats.errors
 import psycopg
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from dataplat.decision.ledger import DecisionLedger
 from dataplat.decision.stream import (
@@ -157,17 +156,6 @@ class DecisionSink:
         self.active = False
         self.last_error = ""
 
-    def consumer_config(self) -> ConsumerConfig:
-        """The durable consumer's configuration."""
-        return ConsumerConfig(
-            durable_name=self.durable,
-            ack_policy=AckPolicy.EXPLICIT,
-            deliver_policy=DeliverPolicy.ALL,
-            max_ack_pending=self.max_ack_pending,
-            ack_wait=self.ack_wait_s,
-            filter_subject=self.subjects,
-        )
-
     async def _lock(self) -> int:
         """Wait until this process holds the instance's sink lock; the open descriptor."""
         self.lock_path.parent.mkdir(parents=True, exist_ok=True)
@@ -204,10 +192,11 @@ class DecisionSink:
             self.subjects,
             self.durable,
             self.stream,
-            self.consumer_config(),
             self._loop,
             "sink",
-            note,
+            max_ack_pending=self.max_ack_pending,
+            ack_wait_s=self.ack_wait_s,
+            on_error=note,
         )
 
     async def _loop(self, sub: Any) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 import nats
 from nats.aio.client import Client
 from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 log = logging.getLogger("dataplat.decision")
 
@@ -106,14 +107,26 @@ async def pull_forever(
     subject: str,
     durable: str,
     stream: str,
-    config: Any,
     body: Callable[[Any], Awaitable[None]],
     what: str,
+    *,
+    max_ack_pending: int,
+    ack_wait_s: float,
     on_error: Callable[[str], None] | None = None,
 ) -> None:
-    """Pull-subscribe ``durable`` (``config``) to ``subject`` on ``stream`` and run ``body(sub)``
-    until cancelled; subscribes again, with backoff (0.2 s doubling to 5 s), when the stream
-    is not there or ``body`` fails. ``on_error`` hears each failure as text."""
+    """Pull-subscribe the durable consumer ``durable`` (explicit acknowledgement, from the
+    stream's start, at most ``max_ack_pending`` unacknowledged, redelivered after
+    ``ack_wait_s``) to ``subject`` on ``stream`` and run ``body(sub)`` until cancelled;
+    subscribes again, with backoff (0.2 s doubling to 5 s), when the stream is not there or
+    ``body`` fails. ``on_error`` hears each failure as text."""
+    config = ConsumerConfig(
+        durable_name=durable,
+        ack_policy=AckPolicy.EXPLICIT,
+        deliver_policy=DeliverPolicy.ALL,
+        max_ack_pending=max_ack_pending,
+        ack_wait=ack_wait_s,
+        filter_subject=subject,
+    )
     delay = 0.2
     while True:
         try:
