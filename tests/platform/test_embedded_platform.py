@@ -263,8 +263,15 @@ def test_killing_the_primary_postmaster_makes_the_standby_leader(platform, capsy
         return lead if lead and lead != old_leader else None
 
     leader = wait_for(new_leader, 60, "a new leader")
+
+    def writable() -> str:
+        # Patroni names the leader when it takes the leader key, a moment before its
+        # PostgreSQL is promoted: until then every member answers "session is read-only"
+        with psycopg.connect(endpoints.warehouse_conninfo(platform.home), autocommit=True) as conn:
+            return str(conn.execute("SELECT v FROM public.t_sync WHERE id = 1").fetchone()[0])
+
+    assert wait_for(writable, 30, "the new leader to accept writes") == "committed"
     with psycopg.connect(endpoints.warehouse_conninfo(platform.home), autocommit=True) as conn:
-        assert conn.execute("SELECT v FROM public.t_sync WHERE id = 1").fetchone()[0] == "committed"
         conn.execute("INSERT INTO public.t_sync VALUES (2, 'after failover')")
 
     def old_primary_rejoined():
