@@ -70,7 +70,7 @@ class EventConsumer:
 
     async def run(self) -> None:
         """Consume until cancelled; (re)subscribes with backoff when the stream is not there."""
-        await self.link.run()
+        await self.link.wait_connected(3600.0)  # the service runs the link
         await pull_forever(
             self.link,
             EVENTS_SUBJECT,

@@ -20,9 +20,9 @@ ASGI callable on uvicorn with httptools, ``--workers`` processes sharing one lis
 socket with ``TCP_NODELAY`` under uvicorn's supervisor. Each worker has its own bounded
 warehouse pool, feature cache (:mod:`~dataplat.decision.features`), ledger of recent
 decisions (:mod:`~dataplat.decision.ledger`), pool router (health checks in the
-background) and NATS connection; it records decisions on the DECISIONS stream, writes its
-share of that stream into ``bank.decisions`` (:mod:`~dataplat.decision.record`; unless
-``--no-sink``) and runs the stream consumer (unless ``--no-consumer``).
+background) and NATS connection; it records decisions on the DECISIONS stream and runs the
+stream consumer (unless ``--no-consumer``). One worker of the instance writes the DECISIONS
+stream into ``bank.decisions`` (:mod:`~dataplat.decision.record`; unless ``--no-sink``).
 
 Load shedding: a worker admits at most ``--max-inflight`` decisions at once and answers
 ``503`` with ``Retry-After: 1`` past that, at once; the feature reads, the scorers and the warehouse
@@ -263,7 +263,7 @@ class DecisionApp:
         await asyncio.Event().wait()
 
     async def shutdown(self) -> None:
-        """Stop the consumer, finish publishing (bounded), close everything."""
+        """Stop the consumer, the sink and the background tasks, close everything."""
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

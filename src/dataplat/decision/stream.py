@@ -44,6 +44,7 @@ class StreamLink:
         self.nc: Client | None = None
         self.js: JetStreamContext | None = None
         self._ready = asyncio.Event()
+        self._connecting = asyncio.Lock()
         self.last_error = ""
 
     @property
@@ -61,30 +62,35 @@ class StreamLink:
         return self.connected
 
     async def run(self) -> None:
-        """Connect, retrying with backoff (0.2 s doubling to 5 s); returns once connected."""
+        """Connect, retrying with backoff (0.2 s doubling to 5 s); returns once connected (a
+        second caller waits for the first's connection instead of opening another)."""
         if not self.servers:
             self.last_error = "no stream servers configured"
             return
-        delay = 0.2
-        while self.nc is None:
-            try:
-                self.nc = await nats.connect(
-                    servers=self.servers,
-                    name=self.name,
-                    connect_timeout=2,
-                    allow_reconnect=True,
-                    max_reconnect_attempts=-1,
-                    reconnect_time_wait=0.5,
-                    error_cb=self._on_error,
-                    disconnected_cb=self._on_disconnect,
-                )
-            except Exception as exc:  # noqa: BLE001 - nats-py raises several types on connect
-                self.last_error = f"{type(exc).__name__}: {exc}"
-                log.warning("stream not reachable at %s (%s); retrying in %.1f s", self.servers, exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-        self.js = self.nc.jetstream(timeout=self.timeout_s)
-        self._ready.set()
+        async with self._connecting:
+            delay = 0.2
+            while self.nc is None:
+                try:
+                    self.nc = await nats.connect(
+                        servers=self.servers,
+                        name=self.name,
+                        connect_timeout=2,
+                        allow_reconnect=True,
+                        max_reconnect_attempts=-1,
+                        reconnect_time_wait=0.5,
+                        error_cb=self._on_error,
+                        disconnected_cb=self._on_disconnect,
+                    )
+                except Exception as exc:  # noqa: BLE001 - nats-py raises several types on connect
+                    self.last_error = f"{type(exc).__name__}: {exc}"
+                    log.warning(
+                        "stream not reachable at %s (%s); retrying in %.1f s", self.servers, exc, delay
+                    )
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 5.0)
+            if self.js is None:
+                self.js = self.nc.jetstream(timeout=self.timeout_s)
+            self._ready.set()
 
     async def _on_error(self, exc: Exception) -> None:
         self.last_error = f"{type(exc).__name__}: {exc}"
