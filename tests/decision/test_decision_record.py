@@ -78,6 +78,7 @@ def test_ledger_keeps_recent_decisions_by_event_and_customer() -> None:
 def test_a_replayed_event_id_is_read_back_from_the_stream(bank: Path, customers: list[int]) -> None:
     """Two recorders that share nothing (no common ledger): the second publish of an event id
     is a JetStream duplicate, and the first decision comes back from the stream by sequence."""
+    from dataplat.decision.metrics import get_metrics
     from dataplat.decision.record import StreamRecorder
     from dataplat.decision.stream import StreamLink
     from dataplat.platform import endpoints
@@ -93,15 +94,23 @@ def test_a_replayed_event_id_is_read_back_from_the_stream(bank: Path, customers:
             try:
                 doc = doc_of(event_id, customers[0], channel)
                 row = StoredDecision.from_doc(doc)
-                out.append(await StreamRecorder(link, DecisionLedger(24)).record(row, doc))
+                recorder = StreamRecorder(link, DecisionLedger(24), get_metrics())
+                out.append(await recorder.record(row, doc))
             finally:
                 await link.close()
         return out[0], out[1]
 
+    from prometheus_client import REGISTRY
+
+    def published(result: str) -> float:
+        return REGISTRY.get_sample_value("dataplat_decision_published_total", {"result": result}) or 0.0
+
+    before = (published("ok"), published("duplicate"))
     first, second = asyncio.run(scenario())
     assert first is None  # recorded by this call
     assert second is not None and second.event_id == event_id
     assert second.channel == "sms" and second.pool == "cpu" and second.reasons == ("test",)
+    assert (published("ok"), published("duplicate")) == (before[0] + 1, before[1] + 1)
 
 
 @pytest.fixture()

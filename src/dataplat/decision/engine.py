@@ -237,7 +237,7 @@ class Engine:
         if view is None:
             raise EventError(f"no customer {event.customer_id}", "customer_id")
         since = event.ts - self._cap
-        recent = self.ledger.contacts(event.customer_id, since, view.decision_ids | {event.event_id})
+        recent = self.ledger.contacts(event.customer_id, since, view.decision_ids, event.event_id)
         customer = (
             replace(view.customer, contacts=[*view.customer.contacts, *recent]) if recent else view.customer
         )

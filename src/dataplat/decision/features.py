@@ -30,6 +30,7 @@ import datetime as dt
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 
 from dataplat.decision.batching import Batcher, QueueFull
@@ -146,21 +147,14 @@ class FeatureCache:
         horizon = time.monotonic() - older_than_s
         stale = [c for c, (read_at, _, _) in list(self._entries.items()) if read_at < horizon]
         done = 0
-        for i in range(0, len(stale), self.chunk):
-            part = stale[i : i + self.chunk]
-            now = dt.datetime.now(dt.UTC)
-            keys = [CustomerKey(c, now, now - self.cap, "") for c in part]
-            try:
-                views = await read_customers(self.pool, keys, max(self.timeout_s, 5.0))
-            except Exception as exc:  # noqa: BLE001 - entries then expire and are read on demand
-                log.info("feature cache refresh stopped after %d customers: %s", done, exc)
-                break
+        async for now, part, views in self._read_chunks(
+            stale, lambda c: c in self._entries, "refresh", pause_s
+        ):
             read_at = time.monotonic()
             for c, v in zip(part, views, strict=True):
                 if c in self._entries:
                     self._entries[c] = (read_at, now, v)  # an update keeps the LRU position
                     done += 1
-            await asyncio.sleep(pause_s)
         self.refreshed += done
         return done
 
@@ -178,20 +172,31 @@ class FeatureCache:
         except Exception as exc:  # noqa: BLE001 - the cache fills on demand instead
             log.info("feature cache not preloaded: %s", exc)
             return 0
+        async for now, part, views in self._read_chunks(
+            ids, lambda c: c not in self._entries, "preload", pause_s
+        ):
+            for c, v in zip(part, views, strict=True):
+                if c not in self._entries:
+                    self._put(c, now, v)
+                    self.preloaded += 1
+        return self.preloaded
+
+    async def _read_chunks(
+        self, ids: list[int], wanted: Callable[[int], bool], what: str, pause_s: float
+    ) -> AsyncIterator[tuple[dt.datetime, list[int], list[CustomerView | None]]]:
+        """(as of, customers, their views) for the ``wanted`` ones of ``ids``, read as of now,
+        ``chunk`` per query with a pause between; ends quietly on a warehouse error (entries
+        are then read on demand)."""
         for i in range(0, len(ids), self.chunk):
-            part = [c for c in ids[i : i + self.chunk] if c not in self._entries]
+            part = [c for c in ids[i : i + self.chunk] if wanted(c)]
             if not part:
                 continue
             now = dt.datetime.now(dt.UTC)
             keys = [CustomerKey(c, now, now - self.cap, "") for c in part]
             try:
                 views = await read_customers(self.pool, keys, max(self.timeout_s, 5.0))
-            except Exception as exc:  # noqa: BLE001 - as above
-                log.info("feature cache preload stopped after %d customers: %s", self.preloaded, exc)
-                break
-            for c, v in zip(part, views, strict=True):
-                if c not in self._entries:
-                    self._put(c, now, v)
-                    self.preloaded += 1
+            except Exception as exc:  # noqa: BLE001 - see the docstring
+                log.info("feature cache %s stopped at customer %d: %s", what, part[0], exc)
+                return
+            yield now, part, views
             await asyncio.sleep(pause_s)
-        return self.preloaded

@@ -12,6 +12,11 @@ under load, once the caps are reached) are not followed: they count for no cap. 
 * per customer, the decisions with a channel of the last ``cap_hours`` (the longest
   frequency-cap window of the strategies), at most ``per_customer`` of them, newest kept.
 
+A worker that starts (or reconnects) would miss what was decided just before its
+subscriptions, while the warehouse does not have it yet: :func:`follow` subscribes first,
+then reads the last ``backfill_s`` seconds of the same subjects from the stream, and the
+service does not take requests before that is done.
+
 The warehouse's ``bank.decisions`` is written from the stream by
 :class:`~dataplat.decision.record.DecisionSink` a moment later; a customer's cached view
 (:mod:`~dataplat.decision.features`) lists the decision ids it already counts, so a decision
@@ -24,7 +29,6 @@ import datetime as dt
 import json
 import logging
 from collections import OrderedDict, deque
-from collections.abc import Iterable
 from typing import Any
 
 from dataplat.decision.warehouse import StoredDecision
@@ -68,14 +72,18 @@ class DecisionLedger:
         return self._events.get(event_id)
 
     def contacts(
-        self, customer_id: int, since: dt.datetime, exclude: Iterable[str] = ()
+        self,
+        customer_id: int,
+        since: dt.datetime,
+        counted: frozenset[str] | set[str] = frozenset(),
+        current: str = "",
     ) -> list[tuple[str, dt.datetime]]:
-        """(channel, when) of the customer's decisions after ``since``, but those in ``exclude``."""
+        """(channel, when) of the customer's decisions after ``since``, but those already
+        ``counted`` elsewhere and the ``current`` event's own."""
         recent = self._customers.get(customer_id)
         if not recent:
             return []
-        skip = exclude if isinstance(exclude, set | frozenset) else set(exclude)
-        return [(ch, ts) for ts, ch, eid in recent if ts > since and eid not in skip]
+        return [(ch, ts) for ts, ch, eid in recent if ts > since and eid not in counted and eid != current]
 
     def on_message(self, data: bytes) -> None:
         """Take one message of the DECISIONS stream (its JSON document)."""
@@ -102,3 +110,43 @@ class DecisionLedger:
             "received": self.received,
             "malformed": self.malformed,
         }
+
+
+async def follow(ledger: DecisionLedger, link: Any, backfill_s: float = 60.0) -> int:
+    """Feed ``ledger`` from the DECISIONS subjects of the channels: plain subscriptions from
+    now on (nats-py subscribes again after a reconnect), then the stream's messages of the
+    last ``backfill_s`` seconds (one ephemeral consumer per subject, without acknowledgement);
+    the number back-filled. ``link`` is a connected :class:`~dataplat.decision.stream.StreamLink`."""
+    from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+    from dataplat.decision.strategy import CHANNELS
+    from dataplat.decision.stream import DECISIONS_STREAM, decision_subject
+
+    async def on_decision(msg: Any) -> None:
+        ledger.on_message(msg.data)
+
+    subjects = [decision_subject(ch) for ch in CHANNELS]
+    for subject in subjects:
+        await link.nc.subscribe(subject, cb=on_decision, pending_msgs_limit=1_000_000)
+    await link.nc.flush()  # the server has the subscriptions: nothing falls between them and the back-fill
+    start = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=backfill_s)
+    filled = 0
+    for subject in subjects:
+        config = ConsumerConfig(
+            ack_policy=AckPolicy.NONE,
+            deliver_policy=DeliverPolicy.BY_START_TIME,
+            opt_start_time=start,
+            inactive_threshold=10.0,
+        )
+        sub = await link.js.pull_subscribe(subject, stream=DECISIONS_STREAM, config=config)
+        try:
+            left = (await sub.consumer_info()).num_pending
+            while left > 0:
+                msgs = await sub.fetch(min(left, 1000), timeout=2.0)
+                for m in msgs:
+                    ledger.on_message(m.data)
+                filled += len(msgs)
+                left = msgs[-1].metadata.num_pending if msgs else 0
+        finally:
+            await sub.unsubscribe()
+    return filled

@@ -75,7 +75,8 @@ class DecisionMetrics:
         )
         self.published = Counter(
             "dataplat_decision_published_total",
-            "Decisions published to the DECISIONS stream, by result (ok | failed | dropped)",
+            "Decisions published to the DECISIONS stream (how they are recorded), by result "
+            "(ok | duplicate: the event id was recorded before | failed)",
             ["result"],
         )
 

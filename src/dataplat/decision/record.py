@@ -55,7 +55,6 @@ from dataplat.decision.warehouse import (
     ConnectionPool,
     StoredDecision,
     WarehouseUnavailable,
-    insert_decisions,
 )
 from dataplat.errors import ComponentError
 
@@ -75,14 +74,27 @@ class StreamRecorder:
     """Records a decision on the DECISIONS stream; returns the first decision of a replayed
     event id (module docstring)."""
 
-    def __init__(self, link: StreamLink, ledger: DecisionLedger, timeout_s: float = 2.0) -> None:
+    def __init__(
+        self, link: StreamLink, ledger: DecisionLedger, metrics: DecisionMetrics, timeout_s: float = 2.0
+    ) -> None:
         self.link = link
         self.ledger = ledger
+        self.metrics = metrics
         self.timeout_s = timeout_s
 
     async def record(self, row: StoredDecision, doc: dict[str, Any]) -> StoredDecision | None:
         """Publish ``doc`` (the decision ``row`` as the stream's document); None when this call
-        recorded it, else the decision recorded first under its event id."""
+        recorded it, else the decision recorded first under its event id. Counted in
+        ``dataplat_decision_published_total`` by result."""
+        try:
+            first = await self._record(row, doc)
+        except StreamUnavailable:
+            self.metrics.published.labels("failed").inc()
+            raise
+        self.metrics.published.labels("ok" if first is None else "duplicate").inc()
+        return first
+
+    async def _record(self, row: StoredDecision, doc: dict[str, Any]) -> StoredDecision | None:
         js = self.link.js
         if js is None or not self.link.connected:
             raise StreamUnavailable(f"stream not connected ({self.link.last_error or 'connecting'})")
@@ -224,8 +236,7 @@ class DecisionSink:
         try:
             async with self.pool.connection() as conn:
                 try:
-                    docs = b",".join(m.data for m in msgs).decode()
-                    await conn.execute(SINK_SQL, ("[" + docs + "]",), prepare=True)
+                    await _insert(conn, msgs)
                     good = msgs
                 except (psycopg.errors.DataError, psycopg.errors.IntegrityError):
                     good = await self._write_each(conn, msgs)
@@ -258,7 +269,8 @@ class DecisionSink:
         good: list[Any] = []
         for m in msgs:
             try:
-                await insert_decisions(conn, [StoredDecision.from_doc(json.loads(m.data))])
+                StoredDecision.from_doc(json.loads(m.data))  # a decision at all?
+                await _insert(conn, [m])
                 good.append(m)
             except (
                 ValueError,
@@ -271,6 +283,12 @@ class DecisionSink:
                 with suppress(Exception):
                     await m.term()
         return good
+
+
+async def _insert(conn: Any, msgs: list[Any]) -> None:
+    """The decisions of ``msgs`` into ``bank.decisions``: their documents as one JSON array."""
+    docs = b",".join(m.data for m in msgs).decode()
+    await conn.execute(SINK_SQL, ("[" + docs + "]",), prepare=True)
 
 
 def _seq(m: Any) -> str:

@@ -108,6 +108,7 @@ class ServiceConfig:
     publish_timeout_ms: float = 2000.0
     features_ttl_s: float = 300.0
     features_capacity: int = 100_000
+    ledger_backfill_s: float = 60.0
     sink: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -173,6 +174,7 @@ class DecisionApp:
         self.link: Any = None
         self.ledger: Any = None
         self.sink: Any = None
+        self._following = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
         self._ready_cache: tuple[float, bool, dict[str, Any]] = (0.0, False, {})
 
@@ -219,7 +221,7 @@ class DecisionApp:
             pool,
             features,
             self.ledger,
-            StreamRecorder(self.link, self.ledger, timeout_s=cfg.record_timeout_ms / 1000),
+            StreamRecorder(self.link, self.ledger, self.metrics, timeout_s=cfg.record_timeout_ms / 1000),
             router,
             self.metrics,
             score_deadline_s=cfg.score_deadline_ms / 1000,
@@ -240,27 +242,35 @@ class DecisionApp:
         except WarehouseUnavailable as exc:
             log.warning("warehouse not reachable at start (%s); decisions answer 503 until it is", exc)
         await self.link.wait_connected(2.0)
+        try:  # no request before the ledger holds the recent decisions (bounded)
+            async with asyncio.timeout(5.0):
+                await self._following.wait()
+        except TimeoutError:
+            log.warning("the ledger is not back-filled after 5 s; frequency caps may miss recent decisions")
         self._tasks.append(loop.create_task(features.keep_fresh(), name="features-refresh"))
 
     async def _follow_decisions(self) -> None:
-        """Feed the ledger with every decision that contacts a customer (plain subscriptions to
-        ``bank.decisions.<channel>``, one per channel; nats-py subscribes again after a
-        reconnect). Decisions without a channel count for no cap: a replay of one is answered
-        from the stream's duplicate detection (:mod:`~dataplat.decision.record`)."""
-        from dataplat.decision.strategy import CHANNELS
-        from dataplat.decision.stream import decision_subject
+        """Feed the ledger with every decision that contacts a customer, from the decisions of
+        the last ``ledger_backfill_s`` on (:func:`~dataplat.decision.ledger.follow`); sets
+        ``_following`` when the back-fill is done. Decisions without a channel count for no
+        cap: a replay of one is answered from the stream's duplicate detection."""
+        from dataplat.decision.ledger import follow
 
-        await self.link.wait_connected(3600.0)
-        ledger = self.ledger
-
-        async def on_decision(msg: Any) -> None:
-            ledger.on_message(msg.data)
-
-        for channel in CHANNELS:
-            await self.link.nc.subscribe(
-                decision_subject(channel), cb=on_decision, pending_msgs_limit=1_000_000
+        while True:
+            await self.link.wait_connected(3600.0)
+            try:
+                filled = await follow(self.ledger, self.link, self.config.ledger_backfill_s)
+            except Exception as exc:  # noqa: BLE001 - broker hiccup at start: try again
+                log.warning("cannot follow the decisions yet (%s: %s); retrying", type(exc).__name__, exc)
+                await asyncio.sleep(1.0)
+                continue
+            log.info(
+                "ledger back-filled with %d decision(s) of the last %g s",
+                filled,
+                self.config.ledger_backfill_s,
             )
-        await asyncio.Event().wait()
+            self._following.set()
+            await asyncio.Event().wait()
 
     async def shutdown(self) -> None:
         """Stop the consumer, the sink and the background tasks, close everything."""

@@ -9,8 +9,8 @@
   query: the customer row, the model's features (:data:`~dataplat.serving.model.FEATURE_NAMES`,
   computed as of the event), held products, the next maturity, recent contacts and
   decisions for the frequency caps, and the decision already stored under the event id.
-* :func:`insert_decisions` - inserts decisions with ``ON CONFLICT (event_id) DO NOTHING``,
-  many rows in one statement; the sink that writes the DECISIONS stream into the
+* :data:`SINK_SQL` - inserts documents of the DECISIONS stream with ``ON CONFLICT
+  (event_id) DO NOTHING``, many in one statement; the sink that writes the stream into the
   warehouse uses it (:class:`~dataplat.decision.record.DecisionSink`).
 * :class:`StoredDecision` - a row of ``bank.decisions``, and the same decision as a
   document of the DECISIONS stream.
@@ -207,27 +207,22 @@ CROSS JOIN LATERAL (
 LEFT JOIN bank.decisions x ON x.event_id = e.eid
 """
 
-INSERT_SQL = """
-INSERT INTO bank.decisions
-    (event_id, customer_id, ts, event_type, campaign_id, offer, channel, score, degraded, latency_ms, reason)
-SELECT * FROM unnest(%s::text[], %s::int8[], %s::timestamptz[], %s::text[], %s::int4[], %s::text[],
-                     %s::text[], %s::float8[], %s::bool[], %s::float8[], %s::text[])
-ON CONFLICT (event_id) DO NOTHING
-RETURNING event_id
-"""
-
 SINK_SQL = """
 INSERT INTO bank.decisions
     (event_id, customer_id, ts, event_type, campaign_id, offer, channel, score, degraded, latency_ms, reason)
-SELECT d->>'event_id', (d->>'customer_id')::int8, (d->>'ts')::timestamptz, d->>'event_type',
-       (d->>'campaign_id')::int4, d->'offer'->>'product_id', d->>'channel', (d->>'score')::float8,
-       (d->>'degraded')::bool, coalesce((d->>'latency_ms')::float8, 0),
+SELECT d->>'event_id', (d->>'customer_id')::int8,
+       coalesce((d->>'ts')::timestamptz, to_timestamp((d->>'decided_at')::float8)),
+       coalesce(d->>'event_type', ''), (d->>'campaign_id')::int4, d->'offer'->>'product_id', d->>'channel',
+       (d->>'score')::float8, coalesce((d->>'degraded')::bool, false),
+       coalesce((d->>'latency_ms')::float8, 0),
        jsonb_strip_nulls(
            jsonb_build_object('strategy', d->'strategy', 'reasons', d->'reasons', 'pool', d->'pool'))::text
 FROM jsonb_array_elements(%s::text::jsonb) AS d
 ON CONFLICT (event_id) DO NOTHING
 """
-"""The documents of the DECISIONS stream, as one JSON array, into ``bank.decisions``."""
+"""The documents of the DECISIONS stream, as one JSON array, into ``bank.decisions``: the
+same row as :meth:`StoredDecision.from_doc` reads from a document (``reason`` holds
+strategy, reasons and pool as JSON)."""
 
 _COL = {name: i for i, name in enumerate(FEATURE_NAMES)}
 _CATEGORIES = ("deposit", "wealth_management", "fund", "insurance")
@@ -251,13 +246,6 @@ class StoredDecision:
     strategy: str
     reasons: tuple[str, ...]
     pool: str | None = None
-
-    def reason_json(self) -> str:
-        """What goes into ``bank.decisions.reason``: strategy, reasons, pool as JSON."""
-        doc: dict[str, Any] = {"strategy": self.strategy, "reasons": list(self.reasons)}
-        if self.pool:
-            doc["pool"] = self.pool
-        return json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
 
     def stream_fields(self) -> dict[str, Any]:
         """What the DECISIONS stream's document carries beyond the HTTP answer, so that the
@@ -464,22 +452,6 @@ async def ping(pool: ConnectionPool, timeout_s: float = 1.0) -> bool:
         return True
     except (TimeoutError, ComponentError, psycopg.Error):
         return False
-
-
-# --- recording (from the stream: dataplat.decision.record.DecisionSink) ---------------------
-
-
-async def insert_decisions(conn: psycopg.AsyncConnection[Any], rows: Sequence[StoredDecision]) -> int:
-    """Insert ``rows`` in one statement (a row whose event id is there already is skipped);
-    the number inserted."""
-    columns = (
-        [r.event_id for r in rows], [r.customer_id for r in rows], [r.ts for r in rows],
-        [r.event_type for r in rows], [r.campaign_id for r in rows], [r.offer for r in rows],
-        [r.channel for r in rows], [r.score for r in rows], [r.degraded for r in rows],
-        [r.latency_ms for r in rows], [r.reason_json() for r in rows],
-    )  # fmt: skip
-    cur = await conn.execute(INSERT_SQL, columns, prepare=True)
-    return len(await cur.fetchall())
 
 
 def unavailable(exc: Exception) -> Exception:
